@@ -1,0 +1,1 @@
+"""Library code the command-line tools share: environment report, metrics, flow estimators, training."""

@@ -1,0 +1,119 @@
+"""Building blocks shared by CSRNet and CoNet.
+
+Module and parameter names follow the released EVSS checkpoints (``conv``/``norm`` units, the
+``bottleneck``/``blend_conv``/``sk`` upsampling block), so released weights load without renaming.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageNormalize(nn.Module):
+    """``(x - mean) / std`` per RGB channel, for frames given as floats in [0, 1].
+
+    Subtract-then-divide, as the original computes it (not a multiply by 1/std), so logits match
+    the released model to float rounding.
+    """
+
+    def __init__(self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return image.sub(self.mean.to(image.dtype)).div(self.std.to(image.dtype))
+
+
+class PooledBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm for globally pooled maps: uses running statistics when a channel has one value.
+
+    In training mode a batch of one 1×1 map has a single value per channel, where batch statistics
+    are undefined (plain BatchNorm raises). The released code crashes there; this layer normalises
+    with the running statistics instead (and leaves them untouched). Everything else is plain
+    ``BatchNorm2d``, and ``SyncBatchNorm.convert_sync_batchnorm`` converts it like one.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.numel() == x.shape[1]:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                training=False, momentum=0.0, eps=self.eps)
+        return super().forward(x)
+
+
+class ConvNormAct(nn.Sequential):
+    """``conv`` (k×k, padding k//2, no bias) → ``norm`` → ``relu`` (the activation given)."""
+
+    def __init__(self, cin: int, cout: int, k: int, act: Callable[[], nn.Module],
+                 norm: type[nn.BatchNorm2d] = nn.BatchNorm2d, bn_momentum: float = 0.1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+        self.norm = norm(cout, momentum=bn_momentum)
+        self.relu = act()
+
+
+def relu() -> nn.Module:
+    return nn.ReLU(inplace=True)
+
+
+def leaky_relu() -> nn.Module:
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize with ``align_corners=False`` (the convention of every EVSS resize)."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def upsample4(x: Tensor) -> Tensor:
+    """Bilinear ×4 (``align_corners=False``): the 1/4 grid to the full-resolution grid."""
+    return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+class SKFusion(nn.Module):
+    """Selective-kernel fusion of two equally shaped maps with per-channel softmax weights.
+
+    ``s = a + b``; ``z = fc(avgpool(s))``; per channel, ``(w_a, w_b) = softmax(fc1(z), fc2(z))``;
+    output ``conv_out(w_a·a + w_b·b)``.
+    """
+
+    def __init__(self, channels: int, act: Callable[[], nn.Module]):
+        super().__init__()
+        self.fc = ConvNormAct(channels, channels, 1, act, norm=PooledBatchNorm2d)
+        self.fc1 = nn.Linear(channels, channels)
+        self.fc2 = nn.Linear(channels, channels)
+        self.conv_out = ConvNormAct(channels, channels, 1, act)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        z = self.fc(F.adaptive_avg_pool2d(a + b, 1)).flatten(1)
+        weights = torch.softmax(torch.stack([self.fc1(z), self.fc2(z)], 1), dim=1)
+        w_a = weights[:, 0, :, None, None]
+        w_b = weights[:, 1, :, None, None]
+        return self.conv_out(a * w_a + b * w_b)
+
+
+class UpsampleSK(nn.Module):
+    """Decoder step: project the skip (``bottleneck``), resize ``x`` to it, fuse (``sk``), blend.
+
+    Args:
+        cin: channels of ``x`` (and of the projected skip).
+        skip_in: channels of the skip feature.
+        cout: output channels of the 3×3 ``blend_conv``.
+    """
+
+    def __init__(self, cin: int, skip_in: int, cout: int, act: Callable[[], nn.Module]):
+        super().__init__()
+        self.bottleneck = ConvNormAct(skip_in, cin, 1, act)
+        self.blend_conv = ConvNormAct(cin, cout, 3, act)
+        self.sk = SKFusion(cin, act)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        skip = self.bottleneck(skip)
+        x = resize(x, skip.shape[-2:])
+        return self.blend_conv(self.sk(x, skip))

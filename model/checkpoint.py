@@ -1,0 +1,152 @@
+"""Checkpoint layouts: load released EVSS/CSRNet/FlowNet files and this project's own, convert both ways.
+
+Layouts
+  released full : ``torch.save(ddp_net.state_dict())`` of the original: every key prefixed ``module.``,
+                  the ResNet-18 backbone twice (``resnet.*`` and ``csrnet.backbone.*``, equal values),
+                  plus two unused ``img_mean``/``img_std`` buffers in each copy (985 keys).
+  released csrnet : ``backbone.*`` + ``logits.*`` (387 keys).  released flownet : FlowNetS keys (38).
+  clean         : this project's ``EVSS.state_dict()``: ``csrnet.*``, ``flownet.*``, ``conet.*``, no
+                  duplicates, no prefixes, no unused buffers.
+  project       : a training checkpoint ``{"model": clean state_dict, ...}``.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+UNUSED_BUFFERS = ("img_mean", "img_std")
+#: The original backbone's unused image statistics (0–255 scale), restored when converting back.
+IMG_MEAN = (73.1584, 82.9090, 72.3924)
+IMG_STD = (44.9149, 46.1529, 45.3192)
+#: Where a partial checkpoint goes in an EVSS net, recognised by a key it must contain.
+PARTS = (("csrnet", "logits.conv.weight"), ("flownet", "predict_flow2.weight"), ("conet", "predict_cc.weight"))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that does not fit the model; the message lists what is wrong."""
+
+
+def _strip_wrappers(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def released_to_clean(state: Mapping[str, Tensor]) -> "OrderedDict[str, Tensor]":
+    """Any released layout (or a DDP/compiled wrapper's) → clean keys, duplicates and unused buffers dropped.
+
+    The ``resnet.*`` aliases must equal their ``csrnet.backbone.*`` twins; a file where they differ
+    is ambiguous and raises :class:`CheckpointError`.
+    """
+    state = OrderedDict((_strip_wrappers(k), v) for k, v in state.items())
+    aliases = [k for k in state if k.startswith("resnet.")]
+    differing = [k for k in aliases if "csrnet.backbone." + k[len("resnet."):] in state
+                 and not torch.equal(state[k], state["csrnet.backbone." + k[len("resnet."):]])]
+    if differing:
+        raise CheckpointError(f"{len(differing)} 'resnet.*' tensors differ from their 'csrnet.backbone.*' copies, "
+                              f"e.g. {differing[:3]}; the checkpoint is ambiguous")
+    out = OrderedDict()
+    for key, value in state.items():
+        if key.startswith("resnet."):
+            key = "csrnet.backbone." + key[len("resnet."):]
+        if key.rsplit(".", 1)[-1] in UNUSED_BUFFERS or key in out:
+            continue
+        out[key] = value
+    return out
+
+
+def clean_to_released(state: Mapping[str, Tensor], layout: str = "full") -> "OrderedDict[str, Tensor]":
+    """Clean EVSS state → a released layout the original code loads: ``full``, ``csrnet`` or ``flownet``."""
+    state = released_to_clean(state)
+    if layout == "csrnet":
+        return OrderedDict(_with_unused_buffers("backbone.", _part(state, "csrnet.")))
+    if layout == "flownet":
+        return _part(state, "flownet.")
+    if layout != "full":
+        raise ValueError(f"layout must be 'full', 'csrnet' or 'flownet', not {layout!r}")
+    backbone = _with_unused_buffers("", _part(state, "csrnet.backbone."))
+    out = OrderedDict(("module.resnet." + k, v) for k, v in backbone)
+    out.update(("module.csrnet.backbone." + k, v.clone()) for k, v in backbone)
+    out.update(("module." + k, v) for k, v in state.items() if not k.startswith("csrnet.backbone."))
+    return out
+
+
+def _part(state: Mapping[str, Tensor], prefix: str) -> "OrderedDict[str, Tensor]":
+    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+
+
+def _with_unused_buffers(backbone_prefix: str, state: Mapping[str, Tensor]) -> list[tuple[str, Tensor]]:
+    buffers = [(backbone_prefix + "img_mean", torch.tensor(IMG_MEAN).view(1, 3, 1, 1)),
+               (backbone_prefix + "img_std", torch.tensor(IMG_STD).view(1, 3, 1, 1))]
+    return buffers + list(state.items())
+
+
+def read_state_dict(source: str | os.PathLike | Mapping, map_location: torch.device | str = "cpu") -> "OrderedDict[str, Tensor]":
+    """Read a checkpoint file (``weights_only=True``) or take a mapping; unwrap ``{"model": ...}`` /
+    ``{"state_dict": ...}`` and return the clean-keyed state dict."""
+    name = "<state dict>"
+    if not isinstance(source, Mapping):
+        name = os.fspath(source)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"checkpoint not found: {name}")
+        try:
+            source = torch.load(name, map_location=map_location, weights_only=True)
+        except Exception as err:
+            raise CheckpointError(f"{name}: not a loadable checkpoint ({type(err).__name__}: {err})") from err
+    for wrapper in ("model", "state_dict"):
+        if isinstance(source.get(wrapper), Mapping):
+            source = source[wrapper]
+    tensors = {k: v for k, v in source.items() if isinstance(v, Tensor)}
+    if not tensors or len(tensors) != len(source):
+        raise CheckpointError(f"{name}: expected a state dict of tensors, found keys {list(source)[:5]}")
+    return released_to_clean(tensors)
+
+
+def load_checkpoint(net: nn.Module, source: str | os.PathLike | Mapping, strict: bool = True) -> str:
+    """Load any released or project checkpoint into ``net`` (an EVSS net or one of its parts).
+
+    Accepts the released full EVSS checkpoint (with or without ``module.``), a CSRNet-only or
+    FlowNet-only checkpoint (loaded into the matching part of an EVSS net), and this project's
+    checkpoints. Tensors are mapped to the device of ``net``. Returns the part that was loaded
+    (``""`` for the whole net). Any mismatch raises :class:`CheckpointError` listing the missing,
+    unexpected and wrongly shaped keys.
+    """
+    device = next(net.parameters()).device
+    state = read_state_dict(source, map_location=device)
+    prefix = _target_prefix(net, state)
+    target = net.get_submodule(prefix.rstrip(".")) if prefix else net
+    own = target.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if shapes or (strict and (missing or unexpected)):
+        where = source if not isinstance(source, Mapping) else "state dict"
+        lines = [f"checkpoint {where} does not fit {type(target).__name__}"
+                 + (f" (loaded into '{prefix.rstrip('.')}')" if prefix else "") + ":"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else ""))
+        raise CheckpointError("\n".join(lines))
+    target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
+    return prefix.rstrip(".")
+
+
+def _target_prefix(net: nn.Module, state: Mapping[str, Tensor]) -> str:
+    """'' when the checkpoint is for the whole net, else the part of it ('csrnet.', ...) it is for."""
+    names = dict(net.named_children())
+    if any(k.split(".", 1)[0] in names for k in state):
+        return ""
+    for part, marker in PARTS:
+        if part in names and marker in state:
+            return part + "."
+    return ""

@@ -1,0 +1,22 @@
+# Sourced by the run/*.sh scripts: create .venv when missing, install the requirements and build the
+# extension once (again when csrc/ or setup.py change), then activate it.
+# Environment: PYTHON (interpreter for the venv, default python3), TORCH_CUDA_ARCH_LIST (default 8.0
+# when CUDA is built), FORCE_CUDA (0: CPU only; 1: require CUDA).
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[env] creating $VENV"
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+source "$VENV/bin/activate"
+stamp="$VENV/.evss-installed"
+sources_hash=$(cat requirements.txt setup.py csrc/*.cpp csrc/*.h csrc/*/* 2>/dev/null | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources_hash" ]; then
+  echo "[env] installing requirements"
+  python -m pip install -q -r requirements.txt
+  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0}
+  echo "[env] building the extension (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
+  start=$(date +%s)
+  python -m pip install -q --no-build-isolation --no-deps -e .
+  echo "[env] extension built in $(( $(date +%s) - start )) s"
+  echo "$sources_hash" > "$stamp"
+fi
