@@ -1,0 +1,108 @@
+"""Prepare CamVid for the video data set.
+
+``extract``: decode CamVid videos with OpenCV into the original's video layout,
+``<root>/video_image/<seq>/<seq><video ext>_<6-digit frame>.png`` (frame = 0-based decode index),
+by default only the frames that the training offsets and 10-frame evaluation windows of the labels
+in ``<root>/11labels`` use (``--all-frames`` for every frame)::
+
+    python tools/prepare_camvid.py extract --root DATA/camvid 0001TP.avi 0006R0.mxf 01TP_extract.avi=0001TP
+
+(``VIDEO=SEQ`` names the sequence when the file's stem is not the sequence name.)
+
+``lists``: write ``<list-dir>/<split>.txt`` in the original's format by scanning the folders, for
+the video layout (splits train, val, test, trainval, all) or the SegNet layout (split folders)::
+
+    python tools/prepare_camvid.py lists --root DATA/camvid --splits trainval test
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataset.camvid import (NAME_PATTERN, VIDEO_FRAME_SHIFT, camvid_segnet_list,  # noqa: E402
+                            camvid_video_list, detect_layout)
+from dataset.errors import MissingFileError  # noqa: E402
+from dataset.lists import write_list  # noqa: E402
+
+
+def needed_frames(labels_dir: Path, seq: str, before: int, after: int) -> set[int]:
+    """Video frame numbers within ``before`` frames before and ``after`` frames after each label of ``seq``."""
+    frames: set[int] = set()
+    for label in labels_dir.glob(f"{seq}_*.png"):
+        match = NAME_PATTERN.fullmatch(label.stem)
+        if match is not None and match["seq"] == seq:
+            frame = int(match["number"]) + VIDEO_FRAME_SHIFT.get(seq, 0)
+            frames.update(range(max(frame - before, 0), frame + after + 1))
+    return frames
+
+
+def extract(video: Path, seq: str, out_dir: Path, frames: set[int] | None) -> int:
+    """Write frames of ``video`` (all when ``frames`` is None) as PNGs; returns how many were written."""
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise MissingFileError(f"{video}: video cannot be opened")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = max(frames) if frames is not None else None
+    written, index = 0, 0
+    while last is None or index <= last:
+        if frames is None or index in frames:
+            ok, image = capture.read()
+            if ok:
+                path = out_dir / f"{seq}{video.suffix}_{index:06d}.png"
+                if not cv2.imwrite(str(path), image):
+                    raise OSError(f"{path}: could not be written")
+                written += 1
+        else:
+            ok = capture.grab()
+        if not ok:
+            break
+        index += 1
+    capture.release()
+    if last is not None and index <= last:
+        print(f"warning: {video} ends at frame {index - 1}, frames up to {last} were wanted")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    ext = commands.add_parser("extract", help="decode videos into video_image/")
+    ext.add_argument("--root", type=Path, required=True, help="CamVid root (11labels/ inside)")
+    ext.add_argument("videos", nargs="+", help="video files, each optionally VIDEO=SEQ")
+    ext.add_argument("--all-frames", action="store_true", help="extract every frame")
+    ext.add_argument("--before", type=int, default=9, help="frames kept before each label (window T-1)")
+    ext.add_argument("--after", type=int, default=5, help="frames kept after each label (max offset)")
+    lists = commands.add_parser("lists", help="write list files by scanning the folders")
+    lists.add_argument("--root", type=Path, required=True)
+    lists.add_argument("--splits", nargs="+", default=["trainval", "test"])
+    lists.add_argument("--layout", choices=["video", "segnet"], help="default: detected")
+    lists.add_argument("--list-dir", type=Path, help="where to write <split>.txt (default: --root)")
+    args = parser.parse_args(argv)
+
+    if args.command == "extract":
+        for spec in args.videos:
+            video, _, seq = spec.partition("=")
+            video = Path(video)
+            seq = seq or video.stem
+            frames = None if args.all_frames else needed_frames(args.root / "11labels", seq, args.before, args.after)
+            if frames is not None and not frames:
+                raise MissingFileError(f"{args.root / '11labels'}: no labels of sequence {seq!r} ({video})")
+            count = extract(video, seq, args.root / "video_image" / seq, frames)
+            print(f"{video}: {count} frames -> {args.root / 'video_image' / seq}")
+        return
+    for split in args.splits:
+        layout = args.layout or detect_layout(args.root, split)
+        entries = camvid_video_list(args.root, split) if layout == "video" else camvid_segnet_list(args.root, split)
+        list_path = (args.list_dir or args.root) / f"{split}.txt"
+        print(f"{split} ({layout} layout): {write_list(list_path, entries)} lines -> {list_path}")
+
+
+if __name__ == "__main__":
+    main()
