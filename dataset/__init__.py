@@ -10,24 +10,30 @@ from typing import Literal
 
 from torch.utils.data import Dataset
 
-from .camvid import (CAMVID_OFFSETS, camvid_frames, camvid_segnet_list, camvid_split, camvid_video_list,
-                     detect_layout)
+from .camvid import CAMVID_OFFSETS, camvid_frames, camvid_segnet_list, camvid_split, camvid_video_list, detect_layout
 from .cityscapes import CITYSCAPES_OFFSETS, cityscapes_frames, cityscapes_list
 from .edges import edge_label
-from .errors import (DatasetError, FrameSizeError, LabelValueError, ListFormatError, MissingFileError,
-                     SequenceBoundaryError)
+from .errors import (
+    DatasetError,
+    FrameSizeError,
+    LabelValueError,
+    ListFormatError,
+    MissingFileError,
+    SequenceBoundaryError,
+)
 from .labels import CAMVID, CITYSCAPES, ClassSet, colorize, label_ids_to_train_ids
 from .lists import ListEntry, read_list, write_list
 from .transforms import Compose, RandomCrop, RandomHorizontalFlip, RandomScale, train_transform
 from .video import Missing, Transform, VideoPairDataset, VideoWindowDataset
 
 __all__ = [
-    "CAMVID", "CAMVID_OFFSETS", "CITYSCAPES", "CITYSCAPES_OFFSETS", "ClassSet", "Compose", "DatasetError",
-    "FrameSizeError", "LabelValueError", "ListEntry", "ListFormatError", "MissingFileError",
-    "RandomCrop", "RandomHorizontalFlip", "RandomScale", "SequenceBoundaryError", "VideoPairDataset",
-    "VideoWindowDataset", "build_dataset", "camvid_frames", "camvid_segnet_list", "camvid_split",
-    "camvid_video_list", "cityscapes_frames", "detect_layout", "cityscapes_list", "colorize", "edge_label",
-    "label_ids_to_train_ids", "read_list", "train_transform", "write_list",
+    "CAMVID", "CAMVID_OFFSETS", "CITYSCAPES", "CITYSCAPES_OFFSETS", "DATASETS", "ClassSet", "Compose",
+    "DatasetError", "FrameSizeError", "LabelValueError", "ListEntry", "ListFormatError",
+    "MissingFileError", "RandomCrop", "RandomHorizontalFlip", "RandomScale", "SequenceBoundaryError",
+    "VideoPairDataset", "VideoWindowDataset", "build_dataset", "camvid_frames", "camvid_segnet_list",
+    "camvid_split", "camvid_video_list", "cityscapes_frames", "cityscapes_list", "colorize",
+    "detect_layout", "edge_label", "label_ids_to_train_ids", "read_list", "train_transform",
+    "write_list",
 ]
 
 DATASETS = ("cityscapes", "camvid", "camvid_video", "camvid_segnet", "synthetic")
@@ -35,31 +41,42 @@ DATASETS = ("cityscapes", "camvid", "camvid_video", "camvid_segnet", "synthetic"
 
 def build_dataset(name: str, root: str | Path | None = None, split: str = "train",
                   mode: Literal["train", "eval"] = "train", *, list_file: str | Path | None = None,
-                  offsets: tuple[int, ...] | None = None, length: int = 10,
-                  transform: Transform | None = None, missing: Missing | None = None, seed: int = 0,
-                  max_gap: int | None = None, **synthetic_kwargs) -> Dataset:
+                  offsets: tuple[int, ...] | None = None, length: int | None = None,
+                  transform: Transform | None = None, missing: Missing | None = None,
+                  seed: int | None = None, max_gap: int | None = None, **synthetic_kwargs) -> Dataset:
     """Build a training-pair (``mode="train"``) or evaluation-window (``mode="eval"``) data set.
 
     Args:
         name: one of :data:`DATASETS`; ``"camvid"`` detects the video or SegNet layout.
-        root: data root (unused for ``"synthetic"``).
+        root: data root (not used by ``"synthetic"``).
         split: split name (Cityscapes / SegNet: the folder; CamVid video: train, val, test, trainval, all).
         mode: ``"train"`` → :class:`VideoPairDataset`, ``"eval"`` → :class:`VideoWindowDataset`.
         list_file: list in the original format; the folders are scanned when None.
         offsets: training neighbour offsets (default: the original's for the data set).
-        length: evaluation window length T.
+        length: evaluation window length T (default 10).
         transform: training transform ``(sample, rng) -> sample``.
         missing: ``"error"`` or ``"skip"`` for neighbours/windows that are not stored. Default:
-            ``"skip"`` for SegNet-layout training (its first and last labelled frames of a
+            ``"skip"`` for SegNet-layout training (the first and last labelled frames of a
             sequence lack some neighbours by construction), ``"error"`` otherwise.
-        seed: training augmentation seed.
+        seed: training augmentation seed (default 0).
         max_gap: SegNet layout: split sequences at larger frame-number jumps (see
             :func:`dataset.camvid.camvid_frames`).
-        synthetic_kwargs: passed to ``dataset.synthetic.SyntheticVideoDataset``.
+        synthetic_kwargs: further ``dataset.synthetic.SyntheticVideoDataset`` arguments; for
+            ``"synthetic"``, ``offsets``, ``transform``, ``seed`` and ``length`` (as ``window``) are
+            passed on too.
     """
     if name == "synthetic":
+        unused = {"root": root, "list_file": list_file, "missing": missing, "max_gap": max_gap}
+        if any(value is not None for value in unused.values()):
+            raise TypeError(f"build_dataset('synthetic'): {sorted(k for k, v in unused.items() if v is not None)} "
+                            f"apply to data on disk only")
+        passed = {"offsets": offsets, "transform": transform, "seed": seed, "window": length}
+        clash = sorted(key for key, value in passed.items() if value is not None and key in synthetic_kwargs)
+        if clash:
+            raise TypeError(f"build_dataset('synthetic'): {clash} given twice")
         from .synthetic import SyntheticVideoDataset
-        return SyntheticVideoDataset(split=split, mode=mode, **synthetic_kwargs)
+        return SyntheticVideoDataset(split=split, mode=mode, **synthetic_kwargs,
+                                     **{key: value for key, value in passed.items() if value is not None})
     if synthetic_kwargs:
         raise TypeError(f"build_dataset({name!r}): unexpected arguments {sorted(synthetic_kwargs)}")
     if name not in DATASETS:
@@ -72,14 +89,13 @@ def build_dataset(name: str, root: str | Path | None = None, split: str = "train
         classes, default_offsets, layout = CITYSCAPES, CITYSCAPES_OFFSETS, "video"
         frames = cityscapes_frames(root, split, list_file)
     else:
-        layout = {"camvid_video": "video", "camvid_segnet": "segnet"}.get(name)
-        if layout is None:
-            layout = detect_layout(root, split)
+        layout = {"camvid_video": "video", "camvid_segnet": "segnet"}.get(name) or detect_layout(root, split)
         classes, default_offsets = CAMVID, CAMVID_OFFSETS
         frames = camvid_frames(root, split, list_file, layout=layout, max_gap=max_gap)
     if mode == "eval":
-        return VideoWindowDataset(frames, classes, length=length, missing=missing or "error")
+        return VideoWindowDataset(frames, classes, length=10 if length is None else length,
+                                  missing=missing or "error")
     if missing is None:
         missing = "skip" if layout == "segnet" else "error"
-    return VideoPairDataset(frames, classes, default_offsets if offsets is None else offsets, transform=transform,
-                            missing=missing, seed=seed)
+    return VideoPairDataset(frames, classes, default_offsets if offsets is None else offsets,
+                            transform=transform, missing=missing, seed=0 if seed is None else seed)

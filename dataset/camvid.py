@@ -16,7 +16,10 @@ SegNet release layout, labelled frames only::
 List lines name ``<split>/<name> <split>annot/<name>`` (the upstream lists' ``/SegNet/CamVid/``
 prefix is dropped: only the last two path components are used; the frame may be stored under
 another image extension). Offset j means the j-th labelled frame of the same sequence in that
-split folder, in frame-number order; the real frame gap goes with each sample.
+split folder, in frame-number order; the real frame gap goes with each sample. The first and last
+labelled frames of a sequence lack some neighbours by construction: training in this layout skips
+those (frame, offset) pairs by default (``build_dataset(..., missing=None)``), while evaluation
+windows that run off a sequence are an error unless ``missing="skip"``.
 """
 
 from __future__ import annotations

@@ -31,12 +31,15 @@ def read_label(path: str | Path, classes: ClassSet) -> np.ndarray:
     """Decode a single-channel label map (H×W, its stored integer dtype) and check its values.
 
     Raises:
-        LabelValueError: if the image has several channels or a value outside
+        LabelValueError: if the image has several different channels or a value outside
             ``0..num_classes-1`` other than ``classes.ignore_index``.
     """
     label = _imread(path, cv2.IMREAD_UNCHANGED)
+    if label.ndim == 3 and (label == label[..., :1]).all():
+        label = np.ascontiguousarray(label[..., 0])  # a grey map saved with several equal channels
     if label.ndim != 2:
-        raise LabelValueError(f"{path}: a label map must have one channel, got shape {label.shape}")
+        raise LabelValueError(f"{path}: a label map must have one channel (or equal channels), "
+                              f"got shape {label.shape} with different channels (a colour-coded label?)")
     values = label_values(label)
     bad = values[(values >= classes.num_classes) & (values != classes.ignore_index)]
     if bad.size:
@@ -63,5 +66,5 @@ def check_same_size(arrays: Sequence[tuple[str | Path, np.ndarray]]) -> None:
 def read_frames(paths: Sequence[str | Path]) -> np.ndarray:
     """Decode the frames of a clip as a T×H×W×3 uint8 RGB array (all of one size)."""
     frames = [read_image(path) for path in paths]
-    check_same_size(list(zip(paths, frames)))
+    check_same_size(list(zip(paths, frames, strict=True)))
     return np.stack(frames)

@@ -127,6 +127,9 @@ def label_id_lut(labels: tuple[CityscapesLabel, ...] = CITYSCAPES_LABELS) -> np.
     return lut
 
 
+_LABEL_ID_LUT = label_id_lut()
+
+
 def label_ids_to_train_ids(label_ids: np.ndarray, lut: np.ndarray | None = None,
                            source: str = "label map") -> np.ndarray:
     """Convert a Cityscapes labelIds map (H×W, values 0..33) to trainIds (H×W uint8, 255 = ignore).
@@ -142,7 +145,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray, lut: np.ndarray | None = None,
     bad = np.setdiff1d(label_values(label_ids), [label.id for label in CITYSCAPES_LABELS if label.id >= 0])
     if bad.size:
         raise LabelValueError(f"{source}: values {bad.tolist()} are not Cityscapes labelIds (0..33)")
-    return (label_id_lut() if lut is None else lut)[label_ids.astype(np.intp)]
+    return (_LABEL_ID_LUT if lut is None else lut)[label_ids.astype(np.intp)]
 
 
 def colorize(pred: np.ndarray | torch.Tensor, classes: ClassSet) -> np.ndarray:

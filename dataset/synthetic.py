@@ -109,29 +109,27 @@ _NOISE_FLAT = _NOISE.reshape(-1)
 
 
 def _seed_offsets(seed: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
-    """Lattice offsets (float64 in [0, 256)) that select a seed's region of the noise lattice."""
-    s = np.asarray(seed, dtype=np.float64)
-    return (s * 0.6180339887498949 % 1.0) * _NOISE_N, (s * 0.7548776662466927 % 1.0) * _NOISE_N
+    """Integer lattice offsets in [0, 256) that select a seed's region of the noise lattice."""
+    s = np.asarray(seed).astype(np.int64) & 0x7FFFFFFF
+    return (s * 0x9E3779B1 >> 11) & (_NOISE_N - 1), (s * 0x85EBCA77 >> 13) & (_NOISE_N - 1)
 
 
 def _hash(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
     """Uniform [0, 1) float32 per integer lattice cell (any shape) and seed; period 256 cells."""
     ox, oy = _seed_offsets(seed)
-    jx = (np.asarray(ix).astype(np.int64) + ox.astype(np.int64)) & (_NOISE_N - 1)
-    jy = (np.asarray(iy).astype(np.int64) + oy.astype(np.int64)) & (_NOISE_N - 1)
+    jx = (np.asarray(ix).astype(np.int64) + ox) & (_NOISE_N - 1)
+    jy = (np.asarray(iy).astype(np.int64) + oy) & (_NOISE_N - 1)
     return _NOISE_FLAT[jy * (_NOISE_N + 1) + jx]
 
 
 def _noise(x: np.ndarray, y: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
     """Smooth value noise in [0, 1] on a unit lattice (period 256)."""
     ox, oy = _seed_offsets(seed)
-    x = x + ox.astype(np.float32)
-    y = y + oy.astype(np.float32)
     fx, fy = np.floor(x), np.floor(y)
     tx, ty = x - fx, y - fy
     tx = tx * tx * (3 - 2 * tx)
     ty = ty * ty * (3 - 2 * ty)
-    i = (fy.astype(np.int32) & (_NOISE_N - 1)) * (_NOISE_N + 1) + (fx.astype(np.int32) & (_NOISE_N - 1))
+    i = ((fy.astype(np.int64) + oy) & (_NOISE_N - 1)) * (_NOISE_N + 1) + ((fx.astype(np.int64) + ox) & (_NOISE_N - 1))
     a = _NOISE_FLAT[i]
     b = _NOISE_FLAT[i + 1]
     c = _NOISE_FLAT[i + (_NOISE_N + 1)]
@@ -260,6 +258,9 @@ def _build_scene(seed: int, num_frames: int) -> dict[str, Any]:
         "paving": r.uniform(0.52, 0.70), "double_centre": r.random() < 0.5,
         "yellow_centre": r.random() < 0.3, "dash": r.uniform(2.0, 4.0), "period": r.uniform(8.0, 12.0),
     }
+    for side in ("r", "l"):  # grass verge between the kerb and the footway
+        road["verge_" + side] = r.uniform(0.8, 2.0) if r.random() < 0.35 else 0.0
+        road["walk_" + side] = max(road["walk_" + side], road["verge_" + side] + 2.2)
     cam_lane = int(r.integers(0, n_right))
     cam["x0"] = (cam_lane + 0.5) * lane_w + r.uniform(-0.25, 0.25)
 
@@ -380,7 +381,9 @@ def _build_side(prims: _Prims, r: np.random.Generator, rf: np.random.Generator, 
             if u < 0.55:
                 _add_pole(prims, rf, side * (edge + 0.45), z, side)
             elif u < 0.8:
-                _add_tree(prims, rf, side * (edge + min(1.3, 0.5 * walk)), z, big=False)
+                verge = road["verge_r"] if side > 0 else road["verge_l"]
+                tx = edge + 0.25 + 0.5 * verge if verge > 0 else edge + min(1.3, 0.5 * walk)
+                _add_tree(prims, rf, side * tx, z, big=False)
         z += rf.uniform(9, 28)
 
 
@@ -541,11 +544,12 @@ def _build_pedestrians(prims: _Prims, seed: int, road: dict, cam: dict, frames: 
         r = _rng(seed, stream)
         edge = road["right"] if side > 0 else -road["left"]
         walk = road["walk_r"] if side > 0 else road["walk_l"]
+        verge = road["verge_r"] if side > 0 else road["verge_l"]
         z = -30.0 + r.uniform(0, 10)
         while z < z_end:
             n = 1 if r.random() < 0.7 else int(r.integers(2, 4))
             for _ in range(n):
-                x = side * (edge + r.uniform(1.0, walk - 0.4))
+                x = side * (edge + r.uniform(max(1.0, verge + 0.7), walk - 0.4))
                 vz = r.choice([-1, 1]) * r.uniform(0.04, 0.09) if r.random() < 0.8 else 0.0
                 _add_person(prims, r, x, z + r.uniform(-1.5, 1.5), (0.0, vz))
             z += r.uniform(5, 22)
@@ -740,7 +744,7 @@ def _shade(scene: dict, cam: _Camera, geo: dict) -> tuple[np.ndarray, np.ndarray
                 cosang = np.abs(dd[axis, sel]) / dnorm
                 ndot = sun[axis] * sign
                 face = (axis, upper, size)
-            fpn = fp / np.maximum(cosang, 0.15)
+            fpn = fp / np.maximum(cosang, 0.25)
             col = _SHADERS[kind](scene, pid, q, face, fpn)
             light = style["ambient"] + (1 - style["ambient"]) * np.maximum(ndot, 0.0)
         fog = (1.0 - np.exp(-t / np.float32(style["fog"])))[:, None]
@@ -790,16 +794,19 @@ def _shade_ground(scene: dict, P: np.ndarray, fp: np.ndarray, fp_across: np.ndar
     cls = np.full(n, ROAD, np.uint8)
     right = X > road["right"]
     left = X < road["left"]
-    zr_kind, zr_yard, street_r = _lot_lookup(road["lots_r"], Z)
-    zl_kind, zl_yard, street_l = _lot_lookup(road["lots_l"], Z)
+    street = np.zeros(n, bool)
+    yard = np.zeros(n, np.float64)
+    for mask, lots in ((right, road["lots_r"]), (left, road["lots_l"])):
+        if np.any(mask):
+            _, yard[mask], street[mask] = _lot_lookup(lots, Z[mask])
     ax = np.where(right, X - road["right"], road["left"] - X)  # distance beyond the kerb
     walk = np.where(right, road["walk_r"], road["walk_l"])
-    street = np.where(right, street_r, street_l) & (right | left)
-    yard = np.where(right, zr_yard, zl_yard)
     side = (right | left) & ~street
     on_walk = side & (ax < walk)
     beyond = side & ~on_walk
     cls[on_walk] = SIDEWALK
+    verge = np.where(right, road["verge_r"], road["verge_l"])
+    cls[on_walk & (ax >= 0.25) & (ax < 0.25 + verge)] = TERRAIN
     cls[beyond & (yard > 0.5)] = TERRAIN
     cls[beyond & (yard <= 0.5)] = SIDEWALK
 
@@ -831,10 +838,12 @@ def _shade_ground(scene: dict, P: np.ndarray, fp: np.ndarray, fp_across: np.ndar
         j = np.clip(np.searchsorted(cz, z), 1, len(cz) - 1) if len(cz) > 1 else np.zeros(z.shape, np.int64)
         dz = np.minimum(np.abs(z - cz[j]), np.abs(z - cz[j - 1])) if len(cz) > 1 else np.abs(z - cz[0])
         zebra = _band(dz, 2.0, f) * _band(_frac(x / 1.1) - 0.5, 0.25, fa / 1.1) * inner
-        mark = np.clip(np.maximum(mark, zebra), 0, 1)
+        mark = np.clip(mark, 0, 1)
+        zebra = np.clip(zebra, 0, 1)
         paint = np.array([0.85, 0.78, 0.35] if road["yellow_centre"] else [0.88, 0.88, 0.86], np.float32)
         base = np.stack([g, g, g * 1.02], 1).astype(np.float32)
-        col[m] = base * (1 - mark[:, None]) + paint * mark[:, None]
+        base = base * (1 - mark[:, None]) + paint * mark[:, None]
+        col[m] = base * (1 - zebra[:, None]) + np.float32(0.88) * zebra[:, None]
     m = cls == SIDEWALK
     if np.any(m):
         x, z, f = X[m], Z[m], fp[m]
@@ -877,8 +886,10 @@ def _shade_building(scene, pid, q, face, fp):
     u, v = _face_uv(q, face)
     height = size[1]
     f = fp
-    wall = 1 + 0.25 * _fbm(u, v, tex, 4.0, 3, f) * (grain * 8)
+    wall = 1 + 0.25 * _fbm(u, v, tex, 4.0, 2, f) * (grain * 8) + 0.12 * _fbm(u, v, tex + 3, 0.8, 2, f)
     col = color * wall[:, None]
+    # plinth
+    col = col * (1 - 0.2 * _band(v - 0.25, 0.25, f))[:, None]
     # floor bands
     band = _band(_frac(v / floor_h) * floor_h - 0.1, 0.1, f) * (v > floor_h * 0.9)
     col = col * (1 - 0.18 * band[:, None])
@@ -887,10 +898,11 @@ def _shade_building(scene, pid, q, face, fp):
     fv = v / floor_h
     col_i, row_i = np.floor(fu), np.floor(fv)
     inwin = _band(_frac(fu) - 0.5, ww / 2, f / spacing) * _band(_frac(fv) - 0.55, wh / 2, f / floor_h)
-    upper_floor = (v > floor_h) & (v < height - 0.8)
     ground = v <= floor_h
+    upper_floor = ((v > floor_h) | (shop < 0.5)) & (v < height - 0.8)  # without shops: windows from the ground floor
     shopwin = shop * ground * _band(_frac(u / 5.0) - 0.5, 0.38, f / 5.0) * _band(v - 1.45, 1.0, f)
-    win = np.maximum(inwin * upper_floor, shopwin)
+    door = (shop < 0.5) * ground * _band(_frac(fu / 3.0) - 0.5, 0.5 * ww / 3.0, f / (3.0 * spacing)) * _band(v - 1.05, 1.05, f)
+    win = np.maximum(inwin * upper_floor * (1 - door), shopwin)
     # per-window reflection / light
     refl = _hash(col_i, row_i, tex + 17)
     wcol = glass * (0.6 + 0.9 * refl)[:, None] + np.where(refl > 0.93, 0.35, 0.0)[:, None]
@@ -899,6 +911,7 @@ def _shade_building(scene, pid, q, face, fp):
                     * _band(_frac(fv) - 0.55, wh / 2 + 0.08 / floor_h, f / floor_h) * upper_floor - win, 0, 1)
     col = col * (1 - 0.25 * frame[:, None])
     col = col * (1 - win[:, None]) + wcol * win[:, None]
+    col = col * (1 - 0.6 * door[:, None])
     # aliasing guard: far façades converge to the mean colour
     far = np.clip(f / (0.25 * spacing) - 1, 0, 1)[:, None]
     area = (ww * wh)[:, None]
@@ -990,7 +1003,7 @@ def _leaves(scene, pid, a, b, fp):
 def _shade_canopy(scene, pid, q, face, fp):
     # q: point on the unit sphere of the ellipsoid; texture in metres via the radii
     rad = 0.5 * (scene["hi"][pid] - scene["lo"][pid]).T
-    a = np.arctan2(q[0], q[2]) * 0.5 * (rad[0] + rad[2])
+    a = np.arctan2(q[0], -q[2]) * 0.5 * (rad[0] + rad[2])  # seam on the far (+z) side
     b = q[1] * rad[1]
     return _leaves(scene, pid, a, b, fp * 1.5)
 
@@ -1099,10 +1112,13 @@ def _flow(scene: dict, cam_t: _Camera, t: float, geo_t: dict, cam_s: _Camera, s:
     np.clip(v_s - np.arange(H, dtype=np.float32)[:, None], -lim, lim, out=flow[1])
     occ = None
     if geo_s is not None:
+        # visible: in the image and not behind the farthest surface among the 2×2 pixels around
+        # the target position (lenient by one pixel at occlusion boundaries, exact elsewhere)
         inside = (qz > NEAR) & (u_s > -0.5) & (u_s < W - 0.5) & (v_s > -0.5) & (v_s < H - 0.5)
-        iu = np.clip(np.rint(u_s), 0, W - 1).astype(np.intp)
-        iv = np.clip(np.rint(v_s), 0, H - 1).astype(np.intp)
-        other = geo_s["depth"][iv, iu]
+        iu = np.clip(np.floor(u_s), 0, W - 2).astype(np.intp)
+        iv = np.clip(np.floor(v_s), 0, H - 2).astype(np.intp)
+        ds = geo_s["depth"]
+        other = np.maximum(np.maximum(ds[iv, iu], ds[iv, iu + 1]), np.maximum(ds[iv + 1, iu], ds[iv + 1, iu + 1]))
         with np.errstate(invalid="ignore"):
             visible = np.where(sky, np.isinf(other), qz <= other * np.float32(1.01) + np.float32(0.05))
         occ = ~(inside & visible)
@@ -1118,24 +1134,27 @@ def _check_size(height: int, width: int) -> None:
 
 
 def render_clip(seed: int, num_frames: int, height: int, width: int, num_classes: int = 19,
-                occlusion: bool = True) -> dict[str, np.ndarray]:
+                occlusion: bool = True, flows: bool = True, depth: bool = False) -> dict[str, np.ndarray]:
     """Render a clip of the synthetic street scene ``seed``.
 
     Args:
         seed: scene seed (non-negative); equal seeds give identical clips, and for clips of up to
-            64 frames a shorter clip is the prefix of a longer one, at any resolution the same scene.
+            64 frames a shorter clip is the prefix of a longer one; at any resolution the scene is
+            the same.
         num_frames: T ≥ 1.
         height, width: image size H×W (any size ≥ 8).
         num_classes: 19 (Cityscapes trainIds) or 11 (CamVid ids).
-        occlusion: also compute the occlusion masks.
+        occlusion: also compute the occlusion masks (needs ``flows``).
+        flows: compute the flows (False: frames and labels only, less time and memory).
+        depth: also return the depth maps.
 
     Returns:
         dict with ``frames`` uint8 (T, H, W, 3) RGB; ``labels`` uint8 (T, H, W) (no ignore pixels);
-        ``flow_bwd`` float32 (T, 2, H, W): frame t → t−1 (zeros for t = 0); ``flow_fwd`` float32
-        (T, 2, H, W): frame t → t+1 (zeros for the last frame); ``occ_bwd`` / ``occ_fwd`` bool
-        (T, H, W): the pixel's scene point is occluded or outside the image in frame t−1 / t+1
-        (False where there is no such frame); ``depth`` float32 (T, H, W) camera depth in metres
-        (inf for sky).
+        if ``flows``: ``flow_bwd`` float32 (T, 2, H, W), frame t → t−1 (zeros for t = 0) and
+        ``flow_fwd`` float32 (T, 2, H, W), frame t → t+1 (zeros for the last frame); if also
+        ``occlusion``: ``occ_bwd`` / ``occ_fwd`` bool (T, H, W), True where the pixel's scene point
+        is hidden or outside the image in frame t−1 / t+1 (False where there is no such frame);
+        if ``depth``: ``depth`` float32 (T, H, W), camera depth in metres (inf for sky).
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be ≥ 1, got {num_frames}")
@@ -1143,35 +1162,35 @@ def render_clip(seed: int, num_frames: int, height: int, width: int, num_classes
     classes = _class_set(num_classes)
     scene = _build_scene(int(seed), num_frames)
     T, H, W = num_frames, height, width
-    frames = np.empty((T, H, W, 3), np.uint8)
-    labels = np.empty((T, H, W), np.uint8)
-    cams, geos = [], []
+    out: dict[str, np.ndarray] = {"frames": np.empty((T, H, W, 3), np.uint8), "labels": np.empty((T, H, W), np.uint8)}
+    if flows:
+        out["flow_bwd"] = np.zeros((T, 2, H, W), np.float32)
+        out["flow_fwd"] = np.zeros((T, 2, H, W), np.float32)
+        if occlusion:
+            out["occ_bwd"] = np.zeros((T, H, W), bool)
+            out["occ_fwd"] = np.zeros((T, H, W), bool)
+    if depth:
+        out["depth"] = np.empty((T, H, W), np.float32)
+    prev = None  # (camera, geometry) of the previous frame: only two frames are held at a time
     for t in range(T):
         cam = _Camera(scene, float(t), H, W)
         geo = _geometry(scene, cam, float(t))
         rgb, lab = _shade(scene, cam, geo)
-        frames[t] = np.rint(rgb * 255.0)
-        labels[t] = lab
-        cams.append(cam)
-        geos.append(geo)
-    flow_bwd = np.zeros((T, 2, H, W), np.float32)
-    flow_fwd = np.zeros((T, 2, H, W), np.float32)
-    occ_bwd = np.zeros((T, H, W), bool)
-    occ_fwd = np.zeros((T, H, W), bool)
-    for t in range(T):
-        if t > 0:
-            flow_bwd[t], o = _flow(scene, cams[t], t, geos[t], cams[t - 1], t - 1, geos[t - 1] if occlusion else None)
-            if o is not None:
-                occ_bwd[t] = o
-        if t < T - 1:
-            flow_fwd[t], o = _flow(scene, cams[t], t, geos[t], cams[t + 1], t + 1, geos[t + 1] if occlusion else None)
-            if o is not None:
-                occ_fwd[t] = o
-    if classes is CAMVID:
-        labels = TRAINID_TO_CAMVID[labels]
-    depth = np.stack([g["depth"] for g in geos]).astype(np.float32)
-    return {"frames": frames, "labels": labels, "flow_bwd": flow_bwd, "flow_fwd": flow_fwd,
-            "occ_bwd": occ_bwd, "occ_fwd": occ_fwd, "depth": depth}
+        np.rint(rgb * 255.0, out=rgb)
+        out["frames"][t] = rgb
+        out["labels"][t] = lab if classes is CITYSCAPES else TRAINID_TO_CAMVID[lab]
+        if depth:
+            out["depth"][t] = geo["depth"]
+        if flows and prev is not None:
+            pcam, pgeo = prev
+            out["flow_bwd"][t], occ = _flow(scene, cam, t, geo, pcam, t - 1, pgeo if occlusion else None)
+            if occ is not None:
+                out["occ_bwd"][t] = occ
+            out["flow_fwd"][t - 1], occ = _flow(scene, pcam, t - 1, pgeo, cam, t, geo if occlusion else None)
+            if occ is not None:
+                out["occ_fwd"][t - 1] = occ
+        prev = (cam, geo)
+    return out
 
 
 def render_flow(seed: int, num_frames: int, height: int, width: int, source: int, target: int,
@@ -1185,8 +1204,386 @@ def render_flow(seed: int, num_frames: int, height: int, width: int, source: int
 
 def _pair_flow(scene: dict, height: int, width: int, source: int, target: int,
                occlusion: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    if source == target:
+        return np.zeros((2, height, width), np.float32), (np.zeros((height, width), bool) if occlusion else None)
     cam_a = _Camera(scene, float(source), height, width)
     cam_b = _Camera(scene, float(target), height, width)
     geo_a = _geometry(scene, cam_a, float(source))
     geo_b = _geometry(scene, cam_b, float(target)) if occlusion else None
     return _flow(scene, cam_a, source, geo_a, cam_b, target, geo_b)
+
+
+# --------------------------------------------------------------------------------------------
+# Data set
+# --------------------------------------------------------------------------------------------
+Sample = dict[str, Any]
+
+
+class SyntheticVideoDataset(Dataset):
+    """Synthetic clips as training pairs or evaluation windows (every frame is labelled).
+
+    Clip ``i`` of a split is ``render_clip(clip_seed(split, i, seed), clip_len, height, width,
+    num_classes)``; the splits' clip seeds are disjoint. Clips are rendered on first use and kept
+    in a per-process cache (each DataLoader worker has its own): about ``clip_len·H·W·4`` bytes per
+    clip in training mode (2.6 MB for 20 frames at 128×256), plus the flows of the window in
+    evaluation mode.
+
+    Training mode: one sample per (clip, labelled frame t, offset j), for every t whose neighbours
+    at all ``offsets`` lie in the clip (every ``label_stride``-th such t). Sample:
+    ``frames`` float32 (2, 3, H, W) RGB in [0, 1] = [neighbour t+j, labelled t]; ``label`` int64
+    (H, W); ``edge`` int64 (H, W) (:func:`dataset.edges.edge_label` of the full label); ``offset``
+    and ``gap`` = j; ``id`` str; ``flow`` float32 (2, H, W): the exact flow from the labelled frame to
+    the neighbour (for every offset, computed directly from the scene, not composed), i.e. sampling
+    the neighbour at pixel + flow reproduces the labelled frame where it is visible. ``transform``
+    is called as ``transform(sample, rng)`` with a numpy Generator seeded from
+    ``(seed, epoch, index)`` (see :meth:`set_epoch`); it must crop/flip ``flow`` with the frames
+    (negating its x component on a horizontal flip).
+
+    Evaluation mode: one sample per clip, the ``window`` frames ending at the clip's last frame:
+    ``frames`` float32 (T, 3, H, W) (labelled frame last); ``label`` int64 (H, W); ``labels`` int64
+    (T, H, W) of every window frame; ``flows`` float32 (T−1, 2, H, W): ``flows[i]`` is the exact
+    backward flow from window frame i+1 to frame i; ``id``; ``gaps`` = [1] * (T−1).
+    """
+
+    def __init__(self, split: str = "train", mode: str = "train", num_clips: int = 16, clip_len: int = 20,
+                 height: int = 128, width: int = 256, num_classes: int = 19,
+                 offsets: Sequence[int] = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5), window: int = 10,
+                 transform: Callable[[Sample, np.random.Generator], Sample] | None = None, seed: int = 0,
+                 label_stride: int = 1, with_flow: bool = True) -> None:
+        if split not in SPLIT_CODES:
+            raise ValueError(f"split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be ≥ 1, got {num_clips}")
+        _check_size(height, width)
+        self.classes = _class_set(num_classes)
+        self.split, self.mode, self.num_clips, self.clip_len = split, mode, int(num_clips), int(clip_len)
+        self.height, self.width, self.window = int(height), int(width), int(window)
+        self.offsets = tuple(int(o) for o in offsets)
+        self.transform, self.seed, self.with_flow = transform, int(seed), with_flow
+        self.epoch = 0
+        self._cache: dict[int, dict[str, Any]] = {}
+        if mode == "train":
+            if not self.offsets:
+                raise ValueError("offsets must not be empty")
+            first = max(0, -min(self.offsets))
+            last = self.clip_len - 1 - max(0, max(self.offsets))
+            if last < first:
+                raise ValueError(f"clip_len {clip_len} is too short for offsets {self.offsets}: a labelled "
+                                 f"frame needs {first} frames before it and {max(0, max(self.offsets))} after it")
+            frames = range(first, last + 1, max(1, int(label_stride)))
+            self.items = [(c, t, o) for c in range(self.num_clips) for t in frames for o in self.offsets]
+        else:
+            if self.window < 1 or self.clip_len < self.window:
+                raise ValueError(f"clip_len {clip_len} must be ≥ window {window} ≥ 1 in eval mode")
+            self.items = [(c, self.clip_len - 1, 0) for c in range(self.num_clips)]
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.classes.ignore_index
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation the next iterator draws."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def clip_seed(self, clip: int) -> int:
+        return clip_seed(self.split, clip, self.seed)
+
+    def _clip(self, clip: int) -> dict[str, Any]:
+        cached = self._cache.get(clip)
+        if cached is None:
+            seed = self.clip_seed(clip)
+            data = render_clip(seed, self.clip_len, self.height, self.width, self.num_classes,
+                               occlusion=False, flows=self.mode == "eval")
+            if self.mode == "train":
+                cached = {"frames": data["frames"], "labels": data["labels"]}
+                if self.with_flow:
+                    cached["scene"] = _build_scene(seed, self.clip_len)
+            else:
+                w = slice(self.clip_len - self.window, self.clip_len)
+                cached = {"frames": data["frames"][w], "labels": data["labels"][w],
+                          "flows": data["flow_bwd"][w][1:]}
+            self._cache[clip] = cached
+        return cached
+
+    def _id(self, clip: int, t: int) -> str:
+        return f"synthetic_{self.split}_{clip:04d}_{t:03d}"
+
+    def __getitem__(self, index: int) -> Sample:
+        clip, t, offset = self.items[index]
+        data = self._clip(clip)
+        if self.mode == "eval":
+            return {
+                "frames": _to_tensor(data["frames"]),
+                "label": torch.from_numpy(data["labels"][-1].astype(np.int64)),
+                "labels": torch.from_numpy(data["labels"].astype(np.int64)),
+                "flows": torch.from_numpy(np.ascontiguousarray(data["flows"])),
+                "id": self._id(clip, t),
+                "gaps": [1] * (self.window - 1),
+            }
+        label = data["labels"][t]
+        sample = {
+            "frames": _to_tensor(data["frames"][[t + offset, t]]),
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "edge": torch.from_numpy(edge_label(label, 255, self.classes.thin_classes)),
+            "offset": offset,
+            "gap": offset,
+            "id": self._id(clip, t),
+        }
+        if self.with_flow:
+            flow, _ = _pair_flow(data["scene"], self.height, self.width, t, t + offset, occlusion=False)
+            sample["flow"] = torch.from_numpy(flow)
+        if self.transform is not None:
+            sample = self.transform(sample, np.random.default_rng((self.seed, self.epoch, index)))
+            if "flow" in sample and tuple(sample["flow"].shape[-2:]) != tuple(sample["label"].shape[-2:]):
+                raise ValueError(f"transform left 'flow' at size {tuple(sample['flow'].shape[-2:])} but the label "
+                                 f"at {tuple(sample['label'].shape[-2:])}: it must crop/flip the flow too "
+                                 f"(or use with_flow=False)")
+        return sample
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """T×H×W×3 uint8 RGB → T×3×H×W float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing the real data sets' layouts
+# --------------------------------------------------------------------------------------------
+def _imwrite(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"{path}: could not write image")
+
+
+def _write_list(path: Path, entries: Sequence[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{a} {b}\n" for a, b in entries))
+
+
+def write_cityscapes_layout(root: str | Path, split: str = "train", num_clips: int = 2, height: int = 128,
+                            width: int = 256, seed: int = 0, num_frames: int = 30, annotated: int = 19,
+                            label_ids: bool = True) -> list[tuple[str, str]]:
+    """Write clips in the Cityscapes video layout under ``root``.
+
+    Frames: ``leftImg8bit_sequence/<split>/<city>/<city>_<seq:06d>_<frame:06d>_leftImg8bit.png`` for
+    frames 0..num_frames−1 of each snippet; labels for the annotated frame only:
+    ``gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png`` (and ``_labelIds.png``).
+    Clips alternate between two cities. Also writes the list ``<root>/<split>.txt``
+    (``<frame> <label>`` per line, relative to ``root``). Returns the list entries.
+    """
+    root = Path(root)
+    if not 0 <= annotated < num_frames:
+        raise ValueError(f"annotated frame {annotated} is outside 0..{num_frames - 1}")
+    entries = []
+    for i in range(num_clips):
+        city = ("synthville", "synthburg")[i % 2]
+        seq = i // 2
+        clip = render_clip(clip_seed(split, i, seed), num_frames, height, width, 19, flows=False)
+        stem = f"{city}_{seq:06d}"
+        for t in range(num_frames):
+            _imwrite(root / "leftImg8bit_sequence" / split / city / f"{stem}_{t:06d}_leftImg8bit.png", clip["frames"][t])
+        base = f"gtFine/{split}/{city}/{stem}_{annotated:06d}_gtFine_"
+        _imwrite(root / f"{base}labelTrainIds.png", clip["labels"][annotated])
+        if label_ids:
+            _imwrite(root / f"{base}labelIds.png", TRAINID_TO_LABELID[clip["labels"][annotated]])
+        entries.append((f"leftImg8bit_sequence/{split}/{city}/{stem}_{annotated:06d}_leftImg8bit.png",
+                        f"{base}labelTrainIds.png"))
+    _write_list(root / f"{split}.txt", entries)
+    return entries
+
+
+def _camvid_seq(split: str, i: int) -> str:
+    return f"SY{split[0].upper()}{i:03d}"
+
+
+def write_camvid_layout(root: str | Path, split: str = "train", num_clips: int = 2, height: int = 96,
+                        width: int = 128, seed: int = 0, num_frames: int = 30,
+                        labelled: Sequence[int] = (9, 19), first_number: int = 1000) -> list[tuple[str, str]]:
+    """Write clips in the original CamVid video layout under ``root``.
+
+    Every frame: ``video_image/<seq>/<seq>.avi_<number:06d>.png`` (number = first_number + index);
+    labels (11 classes) for the ``labelled`` frame indices: ``11labels/<seq>_<number:06d>.png`` (the
+    label shares the frame's number, like 0016E5). List ``<root>/<split>.txt``: lines
+    ``video_image/... 11labels/...``. Returns the list entries.
+    """
+    root = Path(root)
+    entries = []
+    for i in range(num_clips):
+        seq = _camvid_seq(split, i)
+        clip = render_clip(clip_seed(split, i, seed), num_frames, height, width, 11, flows=False)
+        for t in range(num_frames):
+            _imwrite(root / "video_image" / seq / f"{seq}.avi_{first_number + t:06d}.png", clip["frames"][t])
+        for t in labelled:
+            if not 0 <= t < num_frames:
+                raise ValueError(f"labelled frame {t} is outside 0..{num_frames - 1}")
+            name = f"{seq}_{first_number + t:06d}.png"
+            _imwrite(root / "11labels" / name, clip["labels"][t])
+            entries.append((f"video_image/{seq}/{seq}.avi_{first_number + t:06d}.png", f"11labels/{name}"))
+    _write_list(root / f"{split}.txt", entries)
+    return entries
+
+
+def write_segnet_layout(root: str | Path, split: str = "train", num_clips: int = 2, height: int = 96,
+                        width: int = 128, seed: int = 0, num_frames: int = 20, ext: str = "png",
+                        first_number: int = 1) -> list[tuple[str, str]]:
+    """Write clips in the SegNet CamVid layout under ``root``: ``<split>/<seq>_<number:05d>.<ext>``
+    frames and ``<split>annot/<seq>_<number:05d>.png`` labels (11 classes), every frame labelled,
+    frame numbers first_number, first_number+2, ... (a 15 Hz run of 30 Hz frame numbers, like the
+    CamVid val clip). List ``<root>/<split>.txt`` in the upstream format
+    (``/SegNet/CamVid/<split>/<name>.png /SegNet/CamVid/<split>annot/<name>.png``, ``.png`` even for
+    JPEG frames, as in the shared copy). Returns the list entries.
+    """
+    root = Path(root)
+    ext = ext.lstrip(".").lower()
+    entries = []
+    for i in range(num_clips):
+        seq = _camvid_seq(split, i)
+        clip = render_clip(clip_seed(split, i, seed), num_frames, height, width, 11, flows=False)
+        for t in range(num_frames):
+            name = f"{seq}_{first_number + 2 * t:05d}"
+            if ext in ("jpg", "jpeg"):
+                import cv2
+
+                path = root / split / f"{name}.{ext}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(path), cv2.cvtColor(clip["frames"][t], cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+            else:
+                _imwrite(root / split / f"{name}.{ext}", clip["frames"][t])
+            _imwrite(root / f"{split}annot" / f"{name}.png", clip["labels"][t])
+            entries.append((f"/SegNet/CamVid/{split}/{name}.png", f"/SegNet/CamVid/{split}annot/{name}.png"))
+    _write_list(root / f"{split}.txt", entries)
+    return entries
+
+
+# --------------------------------------------------------------------------------------------
+# Preview
+# --------------------------------------------------------------------------------------------
+def _color_wheel() -> np.ndarray:
+    """The Middlebury flow colour wheel (Baker et al.), 55 RGB colours in [0, 255]."""
+    segments = [(15, (255, 0, 0), (255, 255, 0)), (6, (255, 255, 0), (0, 255, 0)),
+                (4, (0, 255, 0), (0, 255, 255)), (11, (0, 255, 255), (0, 0, 255)),
+                (13, (0, 0, 255), (255, 0, 255)), (6, (255, 0, 255), (255, 0, 0))]
+    rows = []
+    for n, a, b in segments:
+        k = np.arange(n)[:, None] / n
+        rows.append(np.array(a) * (1 - k) + np.array(b) * k)
+    return np.concatenate(rows)
+
+
+def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """Colour-code a flow field (2, H, W) as (H, W, 3) uint8: hue = direction, saturation =
+    magnitude / max_magnitude (default: the field's maximum)."""
+    u, v = flow[0].astype(np.float64), flow[1].astype(np.float64)
+    mag = np.hypot(u, v)
+    scale = max_magnitude if max_magnitude else max(float(mag.max()), 1e-6)
+    wheel = _color_wheel()
+    n = len(wheel)
+    angle = np.arctan2(-v, -u) / np.pi
+    fk = (angle + 1) / 2 * (n - 1)
+    k0 = np.floor(fk).astype(int) % n
+    k1 = (k0 + 1) % n
+    f = (fk - np.floor(fk))[..., None]
+    col = ((1 - f) * wheel[k0] + f * wheel[k1]) / 255.0
+    r = np.clip(mag / scale, 0, 1)[..., None]
+    col = 1 - r * (1 - col)
+    return np.rint(col * 255).astype(np.uint8)
+
+
+def save_preview(path: str | Path, seed: int = 0, num_frames: int = 10, height: int = 128, width: int = 256,
+                 num_classes: int = 19, columns: int = 4) -> dict[str, Any]:
+    """Save a figure of a clip: frames, labels, backward flow (colour wheel) and the occluded pixels
+    (red: not visible in the previous frame). Returns a few statistics of the clip."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = time.perf_counter()
+    clip = render_clip(seed, num_frames, height, width, num_classes)
+    seconds = time.perf_counter() - start
+    classes = _class_set(num_classes)
+    times = np.unique(np.linspace(0, num_frames - 1, columns).round().astype(int))
+    mags = np.hypot(clip["flow_bwd"][1:, 0], clip["flow_bwd"][1:, 1]) if num_frames > 1 else np.zeros(1)
+    vmax = float(np.percentile(mags, 99)) if mags.size else 1.0
+    fig, axes = plt.subplots(4, len(times), figsize=(3.2 * len(times), 4 * 1.7 * height / width * 1.9 + 0.6),
+                             squeeze=False)
+    for j, t in enumerate(times):
+        occ = clip["frames"][t].copy()
+        occ[clip["occ_bwd"][t]] = (255, 0, 0)
+        for i, (image, title) in enumerate([
+                (clip["frames"][t], f"frame {t}"), (colorize(clip["labels"][t], classes), "labels"),
+                (flow_to_color(clip["flow_bwd"][t], vmax), f"flow t→t−1 (max {vmax:.1f} px)"),
+                (occ, "occluded in t−1 (red)")]):
+            axes[i, j].imshow(image)
+            axes[i, j].set_title(title, fontsize=8)
+            axes[i, j].axis("off")
+    present = np.unique(clip["labels"])
+    names = ", ".join(classes.names[c] for c in present if c < classes.num_classes)
+    fig.suptitle(f"synthetic clip seed {seed}, {height}×{width}, {num_frames} frames "
+                 f"(rendered in {seconds:.2f} s)\nclasses: {names}", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"seconds": seconds, "flow_p50": float(np.median(mags)), "flow_p99": vmax,
+            "occluded": float(clip["occ_bwd"][1:].mean()) if num_frames > 1 else 0.0}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset.synthetic",
+        description="Write synthetic driving clips in a real data set's layout and/or save a preview figure.")
+    parser.add_argument("--out", help="root folder of the layout to write")
+    parser.add_argument("--layout", choices=("cityscapes", "camvid", "segnet"), default="cityscapes")
+    parser.add_argument("--split", action="append", choices=sorted(SPLIT_CODES),
+                        help="split(s) to write (repeatable; default train and val)")
+    parser.add_argument("--num-clips", type=int, default=4, help="clips per split")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per clip (default: 30 Cityscapes/CamVid, 20 SegNet, 10 preview)")
+    parser.add_argument("--height", type=int, default=None, help="default 128 (Cityscapes, preview), 96 (CamVid)")
+    parser.add_argument("--width", type=int, default=None, help="default 256 (Cityscapes, preview), 128 (CamVid)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (layouts) / clip seed (preview)")
+    parser.add_argument("--ext", default="png", help="SegNet layout frame extension (png or jpg)")
+    parser.add_argument("--preview", help="save a preview figure of one clip to this PNG file")
+    parser.add_argument("--classes", type=int, choices=(19, 11), default=19, help="preview label set")
+    args = parser.parse_args(argv)
+    if not args.out and not args.preview:
+        parser.error("give --out DIR (with --layout) and/or --preview FILE.png")
+    if args.out:
+        cs = args.layout == "cityscapes"
+        h = args.height or (128 if cs else 96)
+        w = args.width or (256 if cs else 128)
+        for split in args.split or ["train", "val"]:
+            start = time.perf_counter()
+            if args.layout == "cityscapes":
+                entries = write_cityscapes_layout(args.out, split, args.num_clips, h, w, args.seed, args.frames or 30)
+            elif args.layout == "camvid":
+                entries = write_camvid_layout(args.out, split, args.num_clips, h, w, args.seed, args.frames or 30)
+            else:
+                entries = write_segnet_layout(args.out, split, args.num_clips, h, w, args.seed, args.frames or 20,
+                                              ext=args.ext)
+            print(f"{args.layout} {split}: {args.num_clips} clips, {len(entries)} labelled frames at {h}x{w} "
+                  f"in {time.perf_counter() - start:.1f} s -> {Path(args.out) / (split + '.txt')}")
+    if args.preview:
+        stats = save_preview(args.preview, args.seed, args.frames or 10, args.height or 128, args.width or 256,
+                             args.classes)
+        print(f"preview -> {args.preview}: rendered in {stats['seconds']:.2f} s, median flow "
+              f"{stats['flow_p50']:.2f} px, p99 {stats['flow_p99']:.2f} px, occluded {100 * stats['occluded']:.1f}%")
+
+
+if __name__ == "__main__":
+    main()

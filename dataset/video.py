@@ -132,7 +132,7 @@ class FrameIndex:
                       if not self.dense and self.max_gap is not None
                       and numbers[i] - numbers[i - 1] > self.max_gap] + [len(numbers)]
         return [FrameSequence(seq, tuple(numbers[a:b]), tuple(str(frames[n]) for n in numbers[a:b]),
-                              self.dense) for a, b in zip(cuts[:-1], cuts[1:])]
+                              self.dense) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 class LabelledFrame(NamedTuple):
@@ -165,6 +165,8 @@ def labelled_frame(entry: ListEntry, frame: Path, label: Path, index: FrameIndex
 
 
 class PairItem(NamedTuple):
+    """A training pair as stored by :class:`VideoPairDataset` (paths, offset j, frame gap)."""
+
     id: str
     neighbour: str
     frame: str
@@ -174,6 +176,8 @@ class PairItem(NamedTuple):
 
 
 class WindowItem(NamedTuple):
+    """An evaluation window as stored by :class:`VideoWindowDataset` (labelled frame last)."""
+
     id: str
     frames: tuple[str, ...]
     label: str
@@ -182,15 +186,17 @@ class WindowItem(NamedTuple):
 
 def _resolve(frame: LabelledFrame, offsets: Sequence[int], missing: Missing) -> list[int] | None:
     """Sequence positions at ``offsets`` from ``frame``; None to skip it; raises for ``"error"``."""
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     positions = [frame.sequence.step(frame.index, offset) for offset in offsets]
-    for offset, position in zip(offsets, positions):
+    for offset, position in zip(offsets, positions, strict=True):
         if position is None:
             if missing == "skip":
                 return None
             unit = "frame numbers" if frame.sequence.dense else "stored frames"
             raise SequenceBoundaryError(
                 f"sample {frame.id!r} (frame {frame.sequence.numbers[frame.index]}): no frame at "
-                f"offset {offset:+d} ({unit}) in {frame.sequence.describe()}; the clip runs off its "
+                f"offset {offset:+d} (counted in {unit}) in {frame.sequence.describe()}; the clip runs off its "
                 f"sequence or the frame is missing (missing='skip' drops such samples)")
     return positions
 

@@ -26,8 +26,7 @@ import cv2
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset.camvid import (NAME_PATTERN, VIDEO_FRAME_SHIFT, camvid_segnet_list,  # noqa: E402
-                            camvid_video_list, detect_layout)
+from dataset.camvid import NAME_PATTERN, VIDEO_FRAME_SHIFT, camvid_segnet_list, camvid_video_list, detect_layout  # noqa: E402
 from dataset.errors import MissingFileError  # noqa: E402
 from dataset.lists import write_list  # noqa: E402
 
