@@ -1,0 +1,224 @@
+"""Segment a video (file or folder of frames) with EVSS and write the segmentation blended over it.
+
+    python -m tools.infer_video INPUT --checkpoint FILE --out out.mp4 [--keyframe-interval 5]
+        [--show-distortion] [--png-dir DIR] [--max-size 1024] [--num-classes 19] [--device cuda]
+
+INPUT is a video file OpenCV can read (.mp4, .avi, ...) or a folder of images (sorted by name,
+numbers compared as numbers). No labels are needed. Frames are streamed one at a time through
+``net.stream()`` (a keyframe every k frames, the frames between propagated and corrected), so
+memory does not grow with the video's length. The output video (mp4v) shows the colourised
+segmentation blended over each frame, and with --show-distortion the fine distortion map beside
+it (keyframes: black). --png-dir also writes each output frame as PNG (and --label-dir the raw
+class maps). The frames per second of the run are printed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+if __package__ in (None, ""):  # run as a script: python tools/infer_video.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def _natural_key(path: Path):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+class FrameSource:
+    """Frames of a video file or an image folder as H×W×3 uint8 BGR arrays, one at a time."""
+
+    def __init__(self, source: str | Path, fps: Optional[float] = None) -> None:
+        self.source = Path(source)
+        if not self.source.exists():
+            raise FileNotFoundError(f"{self.source}: no such video file or frame folder")
+        if self.source.is_dir():
+            self.paths = sorted((p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
+                                key=_natural_key)
+            if not self.paths:
+                raise FileNotFoundError(f"{self.source}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            self.fps = fps or 15.0
+            self.count = len(self.paths)
+        else:
+            self.paths = None
+            capture = cv2.VideoCapture(str(self.source))
+            if not capture.isOpened():
+                raise RuntimeError(f"{self.source}: OpenCV cannot open this video")
+            native = capture.get(cv2.CAP_PROP_FPS)
+            self.fps = fps or (native if native and native > 0 else 25.0)
+            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            capture.release()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.paths is not None:
+            for path in self.paths:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise RuntimeError(f"{path}: cannot read this image")
+                yield image
+            return
+        capture = cv2.VideoCapture(str(self.source))
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield image
+        finally:
+            capture.release()
+
+
+def target_size(height: int, width: int, max_size: Optional[int], size: Optional[Tuple[int, int]]) -> Tuple[int, int]:
+    """Processing size (H, W): ``size`` if given, else scaled so the longer side is ≤ ``max_size``."""
+    if size is not None:
+        return size
+    if max_size and max(height, width) > max_size:
+        scale = max_size / max(height, width)
+        return max(8, round(height * scale)), max(8, round(width * scale))
+    return height, width
+
+
+def overlay(frame_rgb: np.ndarray, colour: np.ndarray, alpha: float) -> np.ndarray:
+    """Blend the colourised segmentation over the frame (both H×W×3 uint8 RGB)."""
+    return cv2.addWeighted(colour, alpha, frame_rgb, 1.0 - alpha, 0.0)
+
+
+def distortion_image(dm: Optional[torch.Tensor], height: int, width: int) -> np.ndarray:
+    """The fine distortion map (1×1×h×w in [0, 1], or None for a keyframe) as an RGB heat map."""
+    if dm is None:
+        return np.zeros((height, width, 3), np.uint8)
+    grey = (dm[0, 0, :height, :width].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input", help="video file or folder of frames")
+    p.add_argument("--out", default="runs/infer/segmentation.mp4", help="output video (mp4v)")
+    p.add_argument("--checkpoint", help="EVSS checkpoint (released or project); random weights if absent")
+    p.add_argument("--num-classes", type=int, default=19, help="19 (Cityscapes) or 11 (CamVid)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--keyframe-interval", "-k", type=int, default=5, help="a keyframe every k frames")
+    p.add_argument("--wf", type=float, default=None, help="coarse distortion-map weight (default: the model's)")
+    p.add_argument("--max-size", type=int, default=None, help="resize so the longer side is at most this")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize every frame to H×W")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the segmentation overlay")
+    p.add_argument("--show-distortion", action="store_true", help="put the fine distortion map beside the overlay")
+    p.add_argument("--png-dir", help="also write every output frame as a PNG here")
+    p.add_argument("--label-dir", help="also write every class map as an 8-bit PNG here")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the video's, 15 for folders)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.keyframe_interval < 1:
+        raise SystemExit("--keyframe-interval must be >= 1")
+    from dataset.labels import CAMVID, CITYSCAPES, colorize
+    from model import build_evss, load_checkpoint
+
+    classes = {19: CITYSCAPES, 11: CAMVID}.get(args.num_classes)
+    if classes is None:
+        raise SystemExit("--num-classes must be 19 (Cityscapes colours) or 11 (CamVid colours)")
+    device = torch.device(args.device)
+    net = build_evss(args.num_classes)
+    if args.checkpoint:
+        load_checkpoint(net, args.checkpoint)
+    else:
+        warnings.warn("no --checkpoint: the network has random weights")
+        print("[infer] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
+    net.to(device).eval()
+
+    source = FrameSource(args.input, args.fps)
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    png_dir = Path(args.png_dir) if args.png_dir else None
+    label_dir = Path(args.label_dir) if args.label_dir else None
+    for folder in (png_dir, label_dir):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    limits = [n for n in (source.count, args.max_frames) if n]
+    total = min(limits) if limits else None
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc="infer", unit="frame", dynamic_ncols=True)
+
+    stream = net.stream(args.wf)
+    writer = None
+    size = None
+    frames = keyframes = 0
+    model_seconds = 0.0
+    start = time.perf_counter()
+    try:
+        for bgr in source:
+            if args.max_frames is not None and frames >= args.max_frames:
+                break
+            if size is None:
+                size = target_size(bgr.shape[0], bgr.shape[1], args.max_size,
+                                   tuple(args.size) if args.size else None)
+            if bgr.shape[:2] != size:
+                bgr = cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            tensor = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            is_key = frames % args.keyframe_interval == 0
+            t0 = time.perf_counter()
+            out = stream.step(tensor, keyframe=is_key)
+            pred = out["pred"][0].to("cpu")
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            model_seconds += time.perf_counter() - t0
+            pred_np = pred.numpy()
+            picture = overlay(rgb, colorize(pred_np, classes), args.alpha)
+            if args.show_distortion:
+                picture = np.concatenate([picture, distortion_image(out.get("dm_fine"), *size)], axis=1)
+            picture_bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+            if writer is None:
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), float(source.fps),
+                                         (picture_bgr.shape[1], picture_bgr.shape[0]))
+                if not writer.isOpened():
+                    raise RuntimeError(f"{out_path}: OpenCV cannot write an mp4v video here")
+            writer.write(picture_bgr)
+            if png_dir is not None:
+                cv2.imwrite(str(png_dir / f"{frames:06d}.png"), picture_bgr)
+            if label_dir is not None:
+                cv2.imwrite(str(label_dir / f"{frames:06d}.png"), pred_np.astype(np.uint8))
+            frames += 1
+            keyframes += int(is_key)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if writer is not None:
+            writer.release()
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    if frames == 0:
+        raise SystemExit(f"{args.input}: no frames read")
+    report = {"frames": frames, "keyframes": keyframes, "size": list(size), "seconds": seconds,
+              "fps": frames / seconds, "model_fps": frames / model_seconds if model_seconds else None,
+              "output": str(out_path)}
+    print(f"[infer] {frames} frames ({keyframes} keyframes, k={args.keyframe_interval}) at {size[0]}×{size[1]} "
+          f"on {device}: {report['fps']:.2f} fps overall, {report['model_fps']:.2f} fps model only -> {out_path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Evaluate EVSS per keyframe distance (and temporal consistency) on Cityscapes, CamVid or synthetic video.
+
+    python -m tools.val --dataset camvid --data-root DIR --checkpoint FILE --out runs/val_camvid
+    python -m tools.val --dataset cityscapes --data-root DIR --checkpoint FILE --distances original
+    python -m tools.val --dataset synthetic --distances 1,5,9 --temporal --flow-source dis
+    torchrun --nproc_per_node=N tools/val.py ...       (the windows are split over the processes)
+
+For each labelled frame (the last of a window of --window frames) the keyframe sits d frames
+before it; its features are warped along the consecutive flows and corrected at the labelled
+frame (the original's protocol). The same run scores d = 0 (the keyframe network alone) and plain
+warping without correction. Writes into --out: results.json, results.md (per distance and per
+class), miou_vs_distance.png, config.json (the arguments) and env.json (the environment); with
+--save-predictions also the class maps as PNGs (predictions/<d…|warp_d…|keyframe>/<id>.png).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python tools/val.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from engine.evaluate import DEFAULT_DISTANCES, evaluate_distances, parse_distances  # noqa: E402
+
+DATASETS = ("cityscapes", "camvid", "synthetic")
+DEFAULT_CLASSES = {"cityscapes": 19, "camvid": 11}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, required=True)
+    p.add_argument("--data-root", help="data root (not needed for synthetic)")
+    p.add_argument("--list", dest="list_file", help="list file in the original's format (scanned when absent)")
+    p.add_argument("--split", default="val", help="split to evaluate")
+    p.add_argument("--checkpoint", help="EVSS checkpoint (released or project); required except for synthetic")
+    p.add_argument("--distances", default=",".join(map(str, DEFAULT_DISTANCES)),
+                   help="keyframe distances: '1,3', '1-9' or 'original' (3,5,7,9)")
+    p.add_argument("--window", type=int, default=10, help="frames per evaluation window (> max distance)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--out", default="runs/val", help="output folder")
+    p.add_argument("--num-classes", type=int, help="number of classes (default: the data set's)")
+    p.add_argument("--wf", type=float, default=None, help="coarse distortion-map weight (default: the model's, 0.2)")
+    p.add_argument("--no-warp", action="store_true", help="skip the plain-warping baseline")
+    p.add_argument("--temporal", action="store_true", help="also measure temporal consistency (TC and VC_n)")
+    p.add_argument("--flow-source", choices=("model", "dis", "farneback"), default="dis",
+                   help="flow used by the temporal measures")
+    p.add_argument("--keyframe-interval", type=int, default=5, help="keyframe interval of EVSS streaming (temporal)")
+    p.add_argument("--vc-n", type=int, default=8, help="window length of VC_n")
+    p.add_argument("--no-fb", action="store_true", help="skip the forward-backward masked temporal IoU")
+    p.add_argument("--missing", choices=("auto", "error", "skip"), default="auto",
+                   help="labelled frames whose window runs off the sequence: error, or skip them; auto: "
+                        "skip in the CamVid SegNet layout (its first labelled frames have no history), else error")
+    p.add_argument("--limit", type=int, help="evaluate only the first N windows")
+    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--save-predictions", action="store_true", help="write every prediction as a PNG class map")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights when no checkpoint is given")
+    p.add_argument("--synthetic", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra argument of the synthetic data set (repeatable), e.g. height=256")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def build_eval_dataset(args):
+    from dataset import build_dataset
+
+    if args.dataset == "synthetic":
+        kwargs = {}
+        for item in args.synthetic:
+            if "=" not in item:
+                raise SystemExit(f"--synthetic expects KEY=VALUE, got {item!r}")
+            key, value = item.split("=", 1)
+            kwargs[key.replace("-", "_")] = _value(value)
+        if args.num_classes is not None:
+            kwargs.setdefault("num_classes", args.num_classes)
+        return build_dataset("synthetic", split=args.split, mode="eval", **kwargs)
+    if not args.data_root:
+        raise SystemExit(f"--data-root is required for --dataset {args.dataset}")
+    missing = args.missing
+    if missing == "auto":
+        missing = "error"
+        if args.dataset == "camvid":
+            from dataset import detect_layout
+            missing = "skip" if detect_layout(args.data_root, args.split) == "segnet" else "error"
+    dataset = build_dataset(args.dataset, args.data_root, args.split, "eval", list_file=args.list_file,
+                            length=args.window, missing=missing)
+    return dataset
+
+
+def class_names(dataset, num_classes: int) -> list[str]:
+    from dataset.labels import CAMVID, CITYSCAPES
+
+    classes = getattr(dataset, "classes", None)
+    if classes is not None and len(classes.names) == num_classes:
+        return list(classes.names)
+    for known in (CITYSCAPES, CAMVID):
+        if known.num_classes == num_classes:
+            return list(known.names)
+    return [f"class {i}" for i in range(num_classes)]
+
+
+def setup_distributed(device: str) -> tuple[int, int, str]:
+    """Initialise torch.distributed under torchrun; returns (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+# --------------------------------------------------------------------------------------------
+# reports
+# --------------------------------------------------------------------------------------------
+def _pct(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def _frac(v) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def results_markdown(results: dict, title: str) -> str:
+    """The readable report: per distance, per class, and the temporal measures."""
+    d_keys = [str(d) for d in results["distances"]]
+    has_warp = bool(results.get("miou_warp"))
+    lines = [f"# {title}", "",
+             f"{results['num_samples']} windows, {results['num_classes']} classes (ignore {results['ignore_index']}), "
+             f"wf = {results['wf']}. IoU in %; mIoU = mean over classes with a non-empty union.", "",
+             "## mIoU per keyframe distance", "",
+             "| d | EVSS (warp + correction) | plain warping | pixel acc. EVSS |",
+             "|---|---|---|---|",
+             f"| 0 (keyframe network) | {_pct(results['miou_keyframe'])} | {_pct(results['miou_keyframe'])} | "
+             f"{_pct(results['pixel_accuracy_keyframe'])} |"]
+    for k in d_keys:
+        if k == "0":
+            continue
+        warp = _pct(results["miou_warp"].get(k)) if has_warp else "—"
+        lines.append(f"| {k} | {_pct(results['miou'][k])} | {warp} | {_pct(results['pixel_accuracy'][k])} |")
+    lines += ["", f"Mean over the distances: {_pct(results.get('miou_mean'))}", "",
+              "## IoU per class (EVSS)", ""]
+    names = results.get("class_names") or [f"class {i}" for i in range(results["num_classes"])]
+    header = "| class | d=0 | " + " | ".join(f"d={k}" for k in d_keys if k != "0") + " |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    for c, name in enumerate(names):
+        row = [_pct(results["iou_per_class_keyframe"][c])]
+        row += [_pct(results["iou_per_class"][k][c]) for k in d_keys if k != "0"]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    if has_warp:
+        lines += ["", "## IoU per class (plain warping, no correction)", "", header.replace("d=0", "d=0 (key)"),
+                  "|" + "---|" * (header.count("|") - 1)]
+        for c, name in enumerate(names):
+            row = [_pct(results["iou_per_class_keyframe"][c])]
+            row += [_pct(results["iou_per_class_warp"][k][c]) for k in d_keys if k != "0"]
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+    temporal = results.get("temporal")
+    if temporal:
+        lines += ["", "## Temporal consistency", "",
+                  f"Flow: {temporal['flow_source']} ({temporal['flow_description']}). "
+                  f"EVSS streaming with a keyframe every {temporal['keyframe_interval']} frames.", "",
+                  f"- TC (ETC measure): mask {temporal['mask_etc']}",
+                  f"- TC (fb mask): {temporal['mask_fb']}",
+                  f"- VC_n: {temporal['vc_definition']}", "",
+                  "| predictor | TC ETC (%) | TC fb-masked (%) | fb-valid share | pairs | VC (%) | VC correct (%) | VC windows | mIoU on visited labels (%) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name in ("evss", "keyframe"):
+            t = temporal[name]
+            label = f"EVSS k={temporal['keyframe_interval']}" if name == "evss" else "keyframe network per frame"
+            lines.append(f"| {label} | {_pct(t['tc_etc'])} | {_pct(t['tc_fb'])} | {_frac(t['fb_valid_fraction'])} | "
+                         f"{t['num_pairs']} | {_pct(t['vc'])} | {_pct(t['vc_correct'])} | {t['vc_windows']} | "
+                         f"{_pct(t['miou'])} |")
+    lines += ["", f"Wall time: {results['seconds']:.1f} s ({_frac(results.get('seconds_per_window'))} s per window "
+              f"per process, {results.get('world_size', 1)} process(es))", ""]
+    return "\n".join(lines)
+
+
+def plot_miou(results: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = [d for d in results["distances"] if d > 0]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    key = results["miou_keyframe"]
+
+    def series(values: dict) -> list[float]:
+        return [100 * values[str(d)] if values.get(str(d)) is not None else float("nan") for d in ds]
+
+    x = [0] + ds
+    ax.plot(x, [100 * key if key is not None else float("nan")] + series(results["miou"]), "o-",
+            label="EVSS (warp + correction)")
+    if results.get("miou_warp"):
+        ax.plot(x, [100 * key if key is not None else float("nan")] + series(results["miou_warp"]), "s--",
+                label="plain warping")
+    if key is not None:
+        ax.axhline(100 * key, color="grey", lw=0.8, ls=":", label="keyframe network (d = 0)")
+    ax.set_xlabel("keyframe distance d (frames)")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_xticks(x)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class PredictionWriter:
+    """Writes predictions as 8-bit PNG class maps ``<out>/predictions/<key>/<id>.png``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, sample_id: str, key: str, pred: torch.Tensor) -> None:
+        import cv2
+        import numpy as np
+
+        folder = self.root / key
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = sample_id.replace("/", "_").replace(os.sep, "_")
+        cv2.imwrite(str(folder / f"{safe}.png"), pred.to("cpu", torch.uint8).numpy().astype(np.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank, world, device = setup_distributed(args.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but CUDA is not available")
+    distances = parse_distances(args.distances)
+    if max(distances) >= args.window:
+        raise SystemExit(f"--window {args.window} is too short for distance {max(distances)}")
+
+    from engine.atomic import atomic_write_json, atomic_write_text
+    from engine.environment import collect_env
+    from model import build_evss, load_checkpoint
+
+    dataset = build_eval_dataset(args)
+    num_classes = args.num_classes or getattr(dataset, "num_classes", None) or DEFAULT_CLASSES[args.dataset]
+    ignore_index = getattr(dataset, "ignore_index", 11 if num_classes == 11 else 255)
+    if len(dataset) == 0:
+        raise SystemExit(f"the {args.dataset} {args.split} split has no evaluation windows")
+
+    net = build_evss(num_classes)
+    if args.checkpoint:
+        load_checkpoint(net, args.checkpoint)
+    elif args.dataset == "synthetic":
+        torch.manual_seed(args.seed)
+        net = build_evss(num_classes)
+        warnings.warn("no --checkpoint: evaluating randomly initialised weights (numbers are meaningless)")
+        print("[val] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
+    else:
+        raise SystemExit(f"--checkpoint is required for --dataset {args.dataset}")
+    net.to(device).eval()
+
+    out = Path(args.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        config = {k: v for k, v in vars(args).items()}
+        config.update(distances=distances, num_classes=num_classes, ignore_index=ignore_index,
+                      world_size=world, resolved_device=device, argv=sys.argv if argv is None else list(argv))
+        atomic_write_json(config, out / "config.json")
+        atomic_write_json(collect_env(), out / "env.json")
+    hook = PredictionWriter(out / "predictions") if args.save_predictions else None
+    names = class_names(dataset, num_classes)
+    results = evaluate_distances(
+        net, dataset, distances, device, num_classes, ignore_index, wf=args.wf, progress=not args.no_progress,
+        plain_warp=not args.no_warp, temporal=args.temporal, flow_source=args.flow_source,
+        keyframe_interval=args.keyframe_interval, vc_n=args.vc_n, fb_check=not args.no_fb, limit=args.limit,
+        num_workers=args.workers, on_prediction=hook, class_names=names)
+    results.update(dataset=args.dataset, split=args.split, checkpoint=args.checkpoint, window=args.window)
+    if rank == 0:
+        title = (f"EVSS on {args.dataset} {args.split}"
+                 + (f" ({Path(args.checkpoint).name})" if args.checkpoint else " (random weights)"))
+        atomic_write_json(results, out / "results.json")
+        atomic_write_text(results_markdown(results, title), out / "results.md")
+        plot_miou(results, out / "miou_vs_distance.png", title)
+        summary = ", ".join(f"d={k}: {_pct(v)}" for k, v in results["miou"].items())
+        print(f"[val] {results['num_samples']} windows; mIoU (%) keyframe {_pct(results['miou_keyframe'])}; "
+              f"{summary}")
+        if results.get("temporal"):
+            t = results["temporal"]
+            for name in ("evss", "keyframe"):
+                print(f"[val] temporal {name}: TC_etc {_pct(t[name]['tc_etc'])} (mask: {t['mask_etc']}), "
+                      f"TC_fb {_pct(t[name]['tc_fb'])} (mask: forward-backward), VC_{t[name]['vc_n']} "
+                      f"{_pct(t[name]['vc'])}; flow {t['flow_source']}")
+        print(f"[val] wrote {out / 'results.json'}")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return results
+
+
+if __name__ == "__main__":
+    main()
