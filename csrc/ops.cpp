@@ -5,9 +5,10 @@
 //   csrc/cpu/resample2d_cpu.cpp   -> CPU  (float32, float64)
 //   csrc/cuda/resample2d_cuda.cu  -> CUDA (float32, float64, float16, bfloat16); only compiled when
 //                                    setup.py builds with CUDA (it then defines EVSS_WITH_CUDA).
-// Autograd and fake (meta) kernels are registered from Python in model/warp.py
-// (torch.library.register_autograd / register_fake); `set_python_module` below makes PyTorch import
-// that module by itself when it needs a fake kernel that has not been registered yet.
+// Autograd and fake (meta) kernels are registered from Python when the package is imported
+// (torch.library.register_autograd / register_fake in model/warp.py, model/fusion.py).  No
+// m.set_python_module here: it would name ONE module for every op defined after it, and PyTorch
+// rejects fake kernels registered from any other module.
 //
 // Building the shared object as the Python extension module `model._C` lets users write
 // `import model._C` (or `from model import _C`) to load the library; importing it runs the static
@@ -78,7 +79,6 @@ static bool cuda_compiled() {
 }  // namespace evss
 
 TORCH_LIBRARY(evss, m) {
-  m.set_python_module("model.warp");
   // output[b, c, y, x] = bilinear sample of input[b, c] at (x + flow[b, 0, y, x], y + flow[b, 1, y, x]),
   // corner indices clamped to the image (flownet2 Resample2d, kernel_size 1).
   // input (B, C, H, W), flow (B, 2, Hf, Wf) -> output (B, C, Hf, Wf).
@@ -87,6 +87,13 @@ TORCH_LIBRARY(evss, m) {
   m.def("resample2d_backward_input(Tensor grad_output, Tensor input, Tensor flow) -> Tensor");
   // Gradient w.r.t. `flow`: (B, 2, Hf, Wf), the shape of `flow`.
   m.def("resample2d_backward_flow(Tensor grad_output, Tensor input, Tensor flow) -> Tensor");
+  // Fused x4 upsample-softmax-blend-argmax of the rectification step, prediction only (csrc/fusion.h;
+  // kernels in csrc/cpu/fusion_cpu.cpp and csrc/cuda/fusion_cuda.cu, fake kernels in model/fusion.py):
+  // (B, C, h, w), (B, C, h, w), (B, 2, h, w), (B, 1, h, w) -> int64 (B, out_h, out_w).
+  m.def("fused_merge_argmax(Tensor warped_q, Tensor update_q, Tensor edge_q, Tensor dm_coarse_q, float wf, "
+        "int out_h, int out_w) -> Tensor");
+  // argmax over classes of bilinear x4 upsampled logits (B, C, h, w) -> int64 (B, out_h, out_w).
+  m.def("upsample_argmax(Tensor logits_q, int out_h, int out_w) -> Tensor");
   // Build information: whether the CUDA kernels were compiled into this library.
   m.def("_cuda_compiled() -> bool", &evss::cuda_compiled);
 }

@@ -44,8 +44,10 @@ Non-finite flow (same behaviour as the original; output NaN for that pixel, in e
     u or v = +-inf    -> a = inf - inf = NaN -> output NaN (indices clamp to the border)
     |x + u| >= 2**24  -> finite: a = 0 and both corners clamp to the border -> the border pixel
 
-In the backward, NaN/inf flow puts NaN into grad_features at the clamped corner pixels; the flow
-gradient of the affected component is NaN (the other component may stay finite).  NaN/inf values in
+In the backward, NaN/inf flow puts NaN into grad_features at the clamped corner pixels, and into
+the OTHER component of that pixel's flow gradient: a NaN/inf u makes the fraction a NaN, which
+weighs the v-gradient terms, while both x corners clamp to one column so the u-gradient terms cancel
+(finite, ~0); likewise for v.  NaN/inf values in
 ``features`` propagate to every output that samples them (a zero weight times inf is NaN).
 """
 

@@ -61,6 +61,8 @@ inline bool cpu_has_fma() {
 #endif
 }
 
+constexpr int64_t kTile = 256;  // pixels whose sampling geometry is computed together
+
 // Geometry of one call: sizes and strides (in elements) of the three tensors involved.
 struct Geometry {
   int64_t B, C, H, W, Hf, Wf;
@@ -83,12 +85,10 @@ Geometry make_geometry(const at::Tensor& input, const at::Tensor& flow, const at
   return g;
 }
 
-constexpr int64_t kTile = 256;  // pixels whose sampling geometry is computed together
-
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// Output pixels [begin, end) of the flattened (b, tile) task range.
+// Output pixels of the flattened (b, tile) task range [begin, end).
 template <typename T>
 inline void forward_range(const T* in, const T* fl, T* out, const Geometry& g, int64_t begin,
                           int64_t end) {

@@ -11,15 +11,19 @@
 // multiply-add of the original is an explicit fma, so the numerics do not depend on nvcc's -fmad
 // setting and equal the CPU kernels', except for the summation order of grad_input, which uses
 // atomicAdd (order unspecified, as in the original).
+//
+// Only c10/cuda headers are used (not ATen/cuda/CUDAContext.h, which needs the cuBLAS/cuSPARSE
+// headers that a minimal CUDA toolkit lacks).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/Atomic.cuh>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
+
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -81,9 +85,14 @@ __device__ __forceinline__ void corner_offsets(acc_t fx, acc_t fy, int64_t H, in
   off[3] = yB * s.h + xR * s.w;
 }
 
+// Grid size for a grid-stride loop over n elements: enough blocks to fill the GPU, no more.
 inline int64_t num_blocks(int64_t n, int threads) {
+  int device = 0;
+  int sms = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int64_t needed = (n + threads - 1) / threads;
-  const int64_t cap = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
+  const int64_t cap = static_cast<int64_t>(std::max(sms, 1)) * 32;
   return std::max<int64_t>(1, std::min(needed, cap));
 }
 
@@ -159,10 +168,10 @@ __global__ void resample2d_backward_input_kernel(int64_t n, const scalar_t* __re
     const acc_t one_b = sub_rn(acc_t(1), bb);
     const acc_t g = static_cast<acc_t>(go[b * gs.b + c * gs.c + y * gs.h + x * gs.w]);
     acc_t* plane = gi + b * is.b + c * is.c;
-    gpuAtomicAdd(plane + off[0], mul_rn(mul_rn(one_a, one_b), g));
-    gpuAtomicAdd(plane + off[1], mul_rn(mul_rn(a, one_b), g));
-    gpuAtomicAdd(plane + off[2], mul_rn(mul_rn(one_a, bb), g));
-    gpuAtomicAdd(plane + off[3], mul_rn(mul_rn(a, bb), g));
+    atomicAdd(plane + off[0], mul_rn(mul_rn(one_a, one_b), g));
+    atomicAdd(plane + off[1], mul_rn(mul_rn(a, one_b), g));
+    atomicAdd(plane + off[2], mul_rn(mul_rn(one_a, bb), g));
+    atomicAdd(plane + off[3], mul_rn(mul_rn(a, bb), g));
   }
 }
 
@@ -243,7 +252,7 @@ at::Tensor resample2d_cuda(const at::Tensor& input, const at::Tensor& flow) {
   const int64_t n = out.numel();
   if (n == 0) return out;
   const Dims d = dims_of(input, flow);
-  auto stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "evss::resample2d_cuda", [&] {
     resample2d_forward_kernel<scalar_t><<<num_blocks(n, kThreads), kThreads, 0, stream>>>(
         n, input.const_data_ptr<scalar_t>(), strides_of(input), flow.const_data_ptr<scalar_t>(),
@@ -269,7 +278,7 @@ at::Tensor resample2d_backward_input_cuda(const at::Tensor& grad_output, const a
   const int64_t n = grad_output.numel();
   if (n > 0 && grad_input.numel() > 0) {
     const Dims d = dims_of(input, flow);
-    auto stream = at::cuda::getCurrentCUDAStream();
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                     "evss::resample2d_backward_input_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -298,7 +307,7 @@ at::Tensor resample2d_backward_flow_cuda(const at::Tensor& grad_output, const at
   if (n == 0) return grad_flow;
   if (input.size(1) == 0) return grad_flow.zero_();
   const Dims d = dims_of(input, flow);
-  auto stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "evss::resample2d_backward_flow_cuda", [&] {
     resample2d_backward_flow_kernel<scalar_t><<<num_blocks(n, kThreads), kThreads, 0, stream>>>(
