@@ -1,0 +1,175 @@
+"""Nested configs: built-in defaults, a YAML recipe on top, then ``key=value`` overrides.
+
+* Keys are dotted paths into nested dicts (``optim.lr=1e-4``, ``data.crop=[256,512]``).
+* Values are parsed as YAML scalars/flow collections (``true``, ``null``, ``[1, 5, 9]``); a string
+  that looks like a number (YAML 1.1 reads ``1e-4`` as a string) becomes a float where the default
+  is a number.
+* Only keys that exist in the defaults may be set, in the YAML file or on the command line; an
+  unknown key raises :class:`ConfigError` naming it (and the closest known keys). A default of
+  ``None`` accepts any value; a default dict accepts only its own keys.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .atomic import atomic_write_text
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the defaults."""
+
+
+def _flat_keys(tree: Mapping, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        keys.append(path)
+        if isinstance(value, Mapping):
+            keys.extend(_flat_keys(value, path + "."))
+    return keys
+
+
+def _unknown(key: str, known: Iterable[str], where: str) -> ConfigError:
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
+    """``value`` converted to the default's type where that is unambiguous."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} in {where} expects true/false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"config key {key!r} in {where} expects a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} in {where} expects a number, got {value!r}")
+        if isinstance(default, float):
+            return float(value)
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(default, list) and isinstance(value, list):
+        return [_coerce_item(v) for v in value]
+    return value
+
+
+def _coerce_item(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def merge(base: dict, update: Mapping, where: str, prefix: str = "") -> dict:
+    """``base`` updated in place by ``update``; keys must exist in ``base``."""
+    for key, value in update.items():
+        path = f"{prefix}{key}"
+        if key not in base:
+            raise _unknown(path, _flat_keys(base, prefix), where)
+        current = base[key]
+        if isinstance(current, dict) and current and isinstance(value, Mapping):
+            merge(current, value, where, path + ".")
+        elif isinstance(current, dict) and current and value is not None:
+            raise ConfigError(f"config key {path!r} in {where} is a section; set its keys "
+                              f"({', '.join(sorted(current))}) instead of {value!r}")
+        else:
+            base[key] = _coerce(path, current, copy.deepcopy(value), where)
+    return base
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=value"`` → (``"a.b"``, parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+    return key, value
+
+
+def set_key(cfg: dict, key: str, value: Any, where: str = "command line") -> None:
+    """Set a dotted key that must already exist."""
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
+            raise _unknown(key, _flat_keys(cfg), where)
+        node = node[part]
+    leaf = parts[-1]
+    if not isinstance(node, dict) or leaf not in node:
+        raise _unknown(key, _flat_keys(cfg), where)
+    merge(node, {leaf: value}, where, ".".join(parts[:-1]) + "." if len(parts) > 1 else "")
+
+
+def get_key(cfg: Mapping, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def build_config(defaults: Mapping, path: str | os.PathLike | None = None,
+                 overrides: Iterable[str] = ()) -> dict:
+    """Defaults ← YAML file ← overrides; returns a new plain dict."""
+    cfg = copy.deepcopy(dict(defaults))
+    if path is not None:
+        merge(cfg, load_yaml(path), str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        set_key(cfg, key, value)
+    return cfg
+
+
+def dump(cfg: Mapping) -> str:
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=False)
+
+
+def save_config(cfg: Mapping, path: str | os.PathLike) -> None:
+    """Write the resolved config atomically as YAML."""
+    atomic_write_text(dump(cfg), path)
+
+
+def _plain(value: Any) -> Any:
+    """Only dicts, lists, str, int, float, bool, None (YAML- and ``weights_only``-safe)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def plain(cfg: Mapping) -> dict:
+    return _plain(cfg)

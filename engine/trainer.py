@@ -1,0 +1,537 @@
+"""The training loop every stage shares.
+
+A *stage* (see :class:`Stage`) supplies the model, its parameter groups, the data, the loss of one
+batch and an evaluation hook; :class:`Trainer` does the rest: distributed set-up, Adam + cosine
+schedule, mixed precision, checkpoints with full resume state, TensorBoard, progress, and the
+non-finite-loss stop.
+
+Run folder::
+
+    config.yaml   resolved config          env.json     collect_env()      git_revision
+    last.pth      latest state             best.pth     best evaluation    final.pth   end of training
+    tb/           TensorBoard events       log.txt      rank-0 log lines   metrics.jsonl evaluations
+
+Checkpoints are dicts of tensors, numbers, strings, lists and dicts only (``torch.load(...,
+weights_only=True)`` reads them): ``model`` (clean state dict), ``optimizer``, ``scheduler``,
+``scaler``, ``epoch``, ``epoch_step``, ``iteration``, ``best_score``, ``rng`` and ``config``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import distributed as ddp
+from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from .config import plain, save_config
+from .environment import collect_env, git_revision
+
+log = logging.getLogger("evss.train")
+
+#: Defaults every stage shares; a stage adds its own sections (see tools/train.py).
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "seed": 666,
+    "deterministic": False,
+    "device": "auto",           # auto | cpu | cuda
+    "threads": None,            # torch intra-op CPU threads (None: torch's default / OMP_NUM_THREADS)
+    "out_dir": "runs/train",
+    "train": {
+        "epochs": 100,
+        "iters": None,            # total iterations (defines the schedule); None: epochs × batches per epoch
+        "stop_after": None,       # stop (as if interrupted) once this global iteration is reached
+        "batch_size": 8,          # per process
+        "workers": 4,
+        "log_every": 10,          # iterations
+        "ckpt_every": 1,          # epochs (0: off)
+        "ckpt_every_iters": None,
+        "eval_every": 5,          # epochs (0: off)
+        "eval_every_iters": None,
+        "eval_first": True,       # also evaluate after the first epoch (as the original)
+        "eval_final": True,
+        "amp": "none",            # none | bf16 | fp16 (CUDA only)
+        "channels_last": False,
+        "compile": False,
+        "freeze_bn": False,       # BatchNorm layers in eval mode (running statistics) while training
+        "sync_bn": True,          # SyncBatchNorm when distributed on CUDA
+        "find_unused_parameters": False,
+        "grad_clip": None,
+        "auto_resume": True,      # resume from the run folder's last.pth when it exists
+        "tb_images": 2,           # evaluation images written to TensorBoard (0: none)
+        "progress": True,
+    },
+    "optim": {
+        "lr": 1e-4,
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        "schedule": "cosine",     # cosine | constant
+        "schedule_unit": "iter",  # iter | epoch
+        "min_lr": 1e-6,
+    },
+}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the message names the iteration, the samples and the last checkpoint."""
+
+
+class Stage:
+    """What a training stage supplies; subclass and override."""
+
+    name = "stage"
+    #: key of the evaluation result whose increase makes ``best.pth``
+    score_name = "score"
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """Optimizer groups: dicts with ``params`` and optionally ``lr``, ``weight_decay``, ``name``."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "name": "all"}]
+
+    def train_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    def val_dataset(self) -> Dataset | None:
+        return None
+
+    def train_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
+        """Losses of one batch (already on the device); must contain the scalar ``loss``."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, dataset: Dataset, device: torch.device) -> dict:
+        """``{"metrics": {name: float}, "images": {name: 3×H×W float in [0, 1]}}``; metrics must hold
+        :attr:`score_name` (higher is better). Called on rank 0 with the unwrapped model in eval mode."""
+        return {"metrics": {}, "images": {}}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+class CosineFactor:
+    """LambdaLR factor: cosine from ``base_lr`` to ``min_lr`` over ``total`` steps, then flat."""
+
+    def __init__(self, base_lr: float, min_lr: float, total: int):
+        self.base_lr, self.min_lr, self.total = float(base_lr), float(min_lr), max(1, int(total))
+
+    def __call__(self, step: int) -> float:
+        t = min(step, self.total) / self.total
+        lr = self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+        return lr / self.base_lr if self.base_lr > 0 else 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool) -> None:
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    """RNG states of python, numpy and torch as tensors (``weights_only``-loadable)."""
+    version, state, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    out = {
+        "python_version": int(version),
+        "python": torch.tensor(state, dtype=torch.int64),
+        "python_gauss": None if gauss is None else float(gauss),
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(cached),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = list(torch.cuda.get_rng_state_all())
+    return out
+
+
+def set_rng_state(state: Mapping) -> None:
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()),
+                     state["python_gauss"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    if isinstance(batch, Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.dim() == 4 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor):
+        return type(batch)(to_device(v, device, channels_last) for v in batch)
+    return batch
+
+
+def batch_ids(batch: Mapping) -> list[str]:
+    ids = batch.get("id", [])
+    if isinstance(ids, str):
+        return [ids]
+    return [str(i) for i in ids]
+
+
+def load_training_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Train ``stage`` with config ``cfg`` (see :data:`TRAINER_DEFAULTS`) into ``cfg["out_dir"]``.
+
+    Args:
+        resume: checkpoint to resume from; None resumes from ``out_dir/last.pth`` when it exists and
+            ``train.auto_resume`` is true.
+    """
+
+    def __init__(self, cfg: dict, stage: Stage, resume: str | os.PathLike | None = None):
+        self.cfg = cfg
+        self.stage = stage
+        self.resume_path = resume
+        self.run_dir = Path(cfg["out_dir"])
+        self.tcfg = cfg["train"]
+        self.ocfg = cfg["optim"]
+        self.last_checkpoint: str | None = None
+        self.writer = None
+        self._log_file = None
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_run_dir(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        atomic_write_json(collect_env(), self.run_dir / "env.json")
+        atomic_write_text(git_revision() + "\n", self.run_dir / "git_revision")
+        self._log_file = open(self.run_dir / "log.txt", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        except Exception as err:  # tensorboard missing or broken: train anyway
+            self.log(f"TensorBoard disabled: {type(err).__name__}: {err}")
+
+    def log(self, message: str) -> None:
+        if not self.dist.is_main:
+            return
+        line = f"[{time.strftime('%H:%M:%S')}] [{self.stage.name}] {message}"
+        print(line, file=sys.stderr, flush=True)
+        if self._log_file is not None:
+            self._log_file.write(line + "\n")
+            self._log_file.flush()
+
+    def _amp(self):
+        mode = self.tcfg["amp"]
+        if mode in (None, "none", False) or self.dist.device.type != "cuda":
+            return contextlib.nullcontext()
+        if mode not in ("bf16", "fp16"):
+            raise ValueError(f"train.amp must be none, bf16 or fp16, got {mode!r}")
+        return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
+
+    def _build_optimizer(self, model: nn.Module, iters_per_epoch: int):
+        groups = self.stage.param_groups(model)
+        for g in groups:
+            g.setdefault("lr", self.ocfg["lr"])
+            g.setdefault("weight_decay", self.ocfg["weight_decay"])
+            g["params"] = [p for p in g["params"] if p.requires_grad]
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise RuntimeError(f"stage {self.stage.name}: no trainable parameters")
+        optimizer = torch.optim.Adam(groups, betas=tuple(self.ocfg["betas"]))
+        unit = self.ocfg["schedule_unit"]
+        if unit not in ("iter", "epoch"):
+            raise ValueError(f"optim.schedule_unit must be iter or epoch, got {unit!r}")
+        total = self.total_iters if unit == "iter" else self.total_epochs
+        if self.ocfg["schedule"] == "cosine":
+            lambdas = [CosineFactor(g["lr"], self.ocfg["min_lr"], total) for g in groups]
+        elif self.ocfg["schedule"] == "constant":
+            lambdas = [lambda _: 1.0 for _ in groups]
+        else:
+            raise ValueError(f"optim.schedule must be cosine or constant, got {self.ocfg['schedule']!r}")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return optimizer, scheduler
+
+    def _loader(self, dataset: Dataset) -> tuple[DataLoader, ddp.ResumableDistributedSampler]:
+        sampler = ddp.ResumableDistributedSampler(dataset, self.dist, shuffle=True, seed=self.cfg["seed"],
+                                                  drop_last=True)
+        workers = int(self.tcfg["workers"])
+        loader = DataLoader(dataset, batch_size=self.tcfg["batch_size"], sampler=sampler, num_workers=workers,
+                            pin_memory=self.dist.device.type == "cuda", drop_last=True,
+                            persistent_workers=False)
+        return loader, sampler
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {
+            "stage": self.stage.name,
+            "model": ddp.unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "iteration": self.iteration,
+            "best_score": self.best_score,
+            "metrics": self.last_metrics,
+            "rng": rng_state(),
+            "config": plain(self.cfg),
+        }
+
+    def save(self, name: str, state: dict | None = None) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.run_dir / f"{name}.pth"
+        atomic_torch_save(state if state is not None else self._state(), path)
+        if name in ("last", "final"):
+            self.last_checkpoint = str(path)
+        self.log(f"saved {path} (epoch {self.epoch}, iteration {self.iteration})")
+
+    def _resume(self) -> None:
+        path = self.resume_path
+        if path is None and self.tcfg["auto_resume"] and (self.run_dir / "last.pth").is_file():
+            path = self.run_dir / "last.pth"
+        if path is None:
+            return
+        state = load_training_checkpoint(path)
+        if state.get("stage") not in (None, self.stage.name):
+            raise RuntimeError(f"{path} is a checkpoint of stage {state.get('stage')!r}, not {self.stage.name!r}")
+        ddp.unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.epoch_step, self.iteration = state["epoch"], state["epoch_step"], state["iteration"]
+        self.best_score = state.get("best_score")
+        self.last_metrics = state.get("metrics") or {}
+        set_rng_state(state["rng"])
+        self.last_checkpoint = str(path)
+        self.log(f"resumed from {path}: epoch {self.epoch}, step {self.epoch_step} of the epoch, "
+                 f"iteration {self.iteration}")
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict:
+        """Run the stage's evaluation on every rank (it shards and reduces), log and keep ``best`` on rank 0."""
+        metrics: dict = {}
+        if self.val_set is not None:
+            net = ddp.unwrap(self.model)
+            net.eval()
+            start = time.perf_counter()
+            with torch.no_grad():
+                result = self.stage.evaluate(net, self.val_set, self.dist.device)
+            metrics = {k: float(v) for k, v in result.get("metrics", {}).items()}
+            self.log(f"evaluation at epoch {self.epoch}, iteration {self.iteration} "
+                     f"({time.perf_counter() - start:.1f} s): "
+                     + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            if self.dist.is_main:
+                if self.writer is not None:
+                    for k, v in metrics.items():
+                        self.writer.add_scalar(f"val/{k}", v, self.iteration)
+                    for k, img in list(result.get("images", {}).items())[:max(0, 3 * int(self.tcfg["tb_images"]))]:
+                        self.writer.add_image(f"val/{k}", img.detach().float().cpu().clamp(0, 1), self.iteration)
+                with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                    handle.write(json.dumps({"epoch": self.epoch, "iteration": self.iteration, **metrics}) + "\n")
+            self.last_metrics = metrics
+            score = metrics.get(self.stage.score_name)
+            if score is not None and math.isfinite(score) and (self.best_score is None or score > self.best_score):
+                self.best_score = score
+                self.save("best")
+        ddp.barrier()
+        set_train_mode(self.model, self.tcfg["freeze_bn"])
+        return metrics
+
+    # ------------------------------------------------------------------ the loop
+    def _check_finite(self, loss: Tensor, batch: Mapping) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if not ddp.any_true(bad):
+            return
+        ids = batch_ids(batch)
+        if self.dist.distributed:
+            gathered: list = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, ids)
+            ids = [i for part in gathered for i in part]
+        message = (f"stage {self.stage.name}: non-finite loss ({loss.detach().float().item()} on rank "
+                   f"{self.dist.rank}) at iteration {self.iteration + 1} (epoch {self.epoch}, step "
+                   f"{self.epoch_step + 1} of the epoch); batch sample ids: {ids}; last good checkpoint: "
+                   f"{self.last_checkpoint or 'none (nothing saved yet)'}")
+        self.log(message)
+        raise NonFiniteLossError(message)
+
+    def _should(self, every: int | None, count: int) -> bool:
+        return bool(every) and count % int(every) == 0
+
+    def fit(self) -> dict:
+        cfg, tcfg = self.cfg, self.tcfg
+        if cfg["threads"]:
+            torch.set_num_threads(int(cfg["threads"]))
+        self.dist = ddp.init_distributed(cfg["device"])
+        seed_everything(int(cfg["seed"]))
+        set_deterministic(bool(cfg["deterministic"]))
+        self._setup_run_dir()
+        try:
+            return self._fit()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if self._log_file is not None:
+                self._log_file.close()
+
+    def _fit(self) -> dict:
+        cfg, tcfg = self.cfg, self.tcfg
+        device = self.dist.device
+        train_set = self.stage.train_dataset()
+        self.val_set = self.stage.val_dataset()
+        loader, sampler = self._loader(train_set)
+        iters_per_epoch = len(sampler) // tcfg["batch_size"]
+        if iters_per_epoch < 1:
+            raise RuntimeError(f"{len(train_set)} training samples give no full batch of {tcfg['batch_size']} "
+                               f"per process ({self.dist.world_size} processes)")
+        if tcfg["iters"]:
+            self.total_iters = int(tcfg["iters"])
+            self.total_epochs = math.ceil(self.total_iters / iters_per_epoch)
+        else:
+            self.total_epochs = int(tcfg["epochs"])
+            self.total_iters = self.total_epochs * iters_per_epoch
+
+        model = self.stage.build_model().to(device)
+        if tcfg["channels_last"]:
+            model = model.to(memory_format=torch.channels_last)
+        if tcfg["sync_bn"]:
+            model = ddp.convert_sync_batchnorm(model, self.dist)
+        self.model = model
+        self.optimizer, self.scheduler = self._build_optimizer(model, iters_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=(tcfg["amp"] == "fp16" and device.type == "cuda"))
+        self.epoch = self.epoch_step = self.iteration = 0
+        self.best_score: float | None = None
+        self.last_metrics: dict = {}
+        self._resume()
+        n_params = sum(p.numel() for g in self.optimizer.param_groups for p in g["params"])
+        self.log(f"{len(train_set)} training samples, {iters_per_epoch} iterations per epoch, "
+                 f"{self.total_epochs} epochs / {self.total_iters} iterations, {self.dist.world_size} process(es) "
+                 f"on {device}, {n_params / 1e6:.2f} M trained parameters, run folder {self.run_dir}")
+
+        self.model = ddp.wrap_ddp(model, self.dist, bool(tcfg["find_unused_parameters"]))
+        if tcfg["compile"]:
+            self.model = torch.compile(self.model)
+        set_train_mode(self.model, tcfg["freeze_bn"])
+        epoch_unit = self.ocfg["schedule_unit"] == "epoch"
+        stop_after = tcfg["stop_after"]
+        progress = None
+        if self.dist.is_main and tcfg["progress"]:
+            from tqdm import tqdm
+            progress = tqdm(total=self.total_iters, initial=self.iteration, desc=self.stage.name, dynamic_ncols=True,
+                            file=sys.stderr, mininterval=2.0)
+        stopped = False
+        t_start = time.perf_counter()
+        while self.iteration < self.total_iters and (tcfg["iters"] or self.epoch < self.total_epochs):
+            if epoch_unit and self.epoch_step == 0:
+                # the original steps CosineAnnealingLR at the start of every epoch
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                    self.scheduler.step()
+            sampler.set_epoch(self.epoch, start=self.epoch_step * tcfg["batch_size"])
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(self.epoch)
+            for batch in loader:
+                batch = to_device(batch, device, tcfg["channels_last"])
+                with self._amp():
+                    out = self.stage.train_step(self.model, batch)
+                loss = out["loss"]
+                self._check_finite(loss, batch)
+                self.scaler.scale(loss).backward()
+                if tcfg["grad_clip"]:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                                   float(tcfg["grad_clip"]))
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                if not epoch_unit:
+                    self.scheduler.step()
+                self.iteration += 1
+                self.epoch_step += 1
+                if progress is not None:
+                    progress.update(1)
+                if self._should(tcfg["log_every"], self.iteration) or self.iteration == 1:
+                    scalars = {k: float(v.detach().float().mean()) for k, v in out.items()
+                               if isinstance(v, Tensor) and v.numel() == 1 and k.startswith("loss")}
+                    scalars = ddp.all_reduce_mean(scalars)
+                    if self.dist.is_main:
+                        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+                        if self.writer is not None:
+                            for k, v in scalars.items():
+                                self.writer.add_scalar(f"train/{k}", v, self.iteration)
+                            for k, v in lrs.items():
+                                self.writer.add_scalar(f"lr/{k}", v, self.iteration)
+                        if progress is not None:
+                            progress.set_postfix(loss=f"{scalars.get('loss', float('nan')):.4f}", epoch=self.epoch)
+                        else:
+                            self.log(f"iteration {self.iteration}/{self.total_iters} " +
+                                     " ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+                if self._should(tcfg["ckpt_every_iters"], self.iteration):
+                    self.save("last")
+                if self._should(tcfg["eval_every_iters"], self.iteration):
+                    self.evaluate()
+                if stop_after is not None and self.iteration >= int(stop_after) and self.iteration < self.total_iters:
+                    stopped = True
+                    break
+                if self.iteration >= self.total_iters:
+                    break
+            if stopped:
+                self.save("last")
+                break
+            if self.epoch_step >= iters_per_epoch or self.iteration >= self.total_iters:
+                self.epoch += 1
+                self.epoch_step = 0
+                done = self.iteration >= self.total_iters or self.epoch >= self.total_epochs
+                if (self._should(tcfg["eval_every"], self.epoch) or (tcfg["eval_first"] and self.epoch == 1)) \
+                        and not (done and tcfg["eval_final"]):
+                    self.evaluate()
+                if self._should(tcfg["ckpt_every"], self.epoch) and not done:
+                    self.save("last")
+        if progress is not None:
+            progress.close()
+        wall = time.perf_counter() - t_start
+        summary = {"stage": self.stage.name, "run_dir": str(self.run_dir), "iteration": self.iteration,
+                   "epoch": self.epoch, "stopped_early": stopped, "train_wall_s": round(wall, 2)}
+        if not stopped:
+            if tcfg["eval_final"]:
+                self.evaluate()
+            state = self._state()
+            self.save("last", state)
+            self.save("final", state)
+            summary.update(metrics=self.last_metrics, best_score=self.best_score,
+                           final=str(self.run_dir / "final.pth"))
+        ddp.barrier()
+        self.log("done: " + json.dumps(summary))
+        return summary
