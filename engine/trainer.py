@@ -391,7 +391,7 @@ class Trainer:
         return bool(every) and count % int(every) == 0
 
     def fit(self) -> dict:
-        cfg, tcfg = self.cfg, self.tcfg
+        cfg = self.cfg
         if cfg["threads"]:
             torch.set_num_threads(int(cfg["threads"]))
         self.dist = ddp.init_distributed(cfg["device"])
@@ -407,7 +407,7 @@ class Trainer:
                 self._log_file.close()
 
     def _fit(self) -> dict:
-        cfg, tcfg = self.cfg, self.tcfg
+        tcfg = self.tcfg
         device = self.dist.device
         train_set = self.stage.train_dataset()
         self.val_set = self.stage.val_dataset()

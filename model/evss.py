@@ -119,9 +119,19 @@ class EVSS(nn.Module):
             out.update(key_logits=key_logits, flows=flows, warped=warped)
         return out
 
-    def stream(self, wf: float | None = None) -> "EVSSStream":
-        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time."""
-        return EVSSStream(self, self.wf if wf is None else wf)
+    def stream(self, wf: float | None = None, pred_only: bool = False):
+        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time.
+
+        ``pred_only=True``: a :class:`model.inference.PredStream`, which returns ``pred`` (and the
+        1/4-grid products) without full-resolution logits, through the fused merge-argmax operator
+        (same prediction up to float rounding). For BN folding and ``channels_last`` as well, see
+        :func:`model.inference.optimize_for_inference`.
+        """
+        wf = self.wf if wf is None else wf
+        if pred_only:
+            from .inference import PredStream
+            return PredStream(self, wf)
+        return EVSSStream(self, wf)
 
     # ---------------------------------------------------------------- training (stage 2)
     def forward(self, frames: Tensor, edge_label: Tensor) -> dict:

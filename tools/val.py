@@ -15,8 +15,6 @@ class), miou_vs_distance.png, config.json (the arguments) and env.json (the envi
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import warnings
@@ -28,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: python tools/val.py
 import torch  # noqa: E402
 
 from engine.evaluate import DEFAULT_DISTANCES, evaluate_distances, parse_distances  # noqa: E402
+from engine.report import pct, plot_miou, results_markdown  # noqa: E402
 
 DATASETS = ("cityscapes", "camvid", "synthetic")
 DEFAULT_CLASSES = {"cityscapes": 19, "camvid": 11}
@@ -138,102 +137,6 @@ def setup_distributed(device: str) -> tuple[int, int, str]:
 # --------------------------------------------------------------------------------------------
 # reports
 # --------------------------------------------------------------------------------------------
-def _pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-
-def _frac(v) -> str:
-    return "—" if v is None else f"{v:.4f}"
-
-
-def results_markdown(results: dict, title: str) -> str:
-    """The readable report: per distance, per class, and the temporal measures."""
-    d_keys = [str(d) for d in results["distances"]]
-    has_warp = bool(results.get("miou_warp"))
-    lines = [f"# {title}", "",
-             f"{results['num_samples']} windows, {results['num_classes']} classes (ignore {results['ignore_index']}), "
-             f"wf = {results['wf']}. IoU in %; mIoU = mean over classes with a non-empty union.", "",
-             "## mIoU per keyframe distance", "",
-             "| d | EVSS (warp + correction) | plain warping | pixel acc. EVSS |",
-             "|---|---|---|---|",
-             f"| 0 (keyframe network) | {_pct(results['miou_keyframe'])} | {_pct(results['miou_keyframe'])} | "
-             f"{_pct(results['pixel_accuracy_keyframe'])} |"]
-    for k in d_keys:
-        if k == "0":
-            continue
-        warp = _pct(results["miou_warp"].get(k)) if has_warp else "—"
-        lines.append(f"| {k} | {_pct(results['miou'][k])} | {warp} | {_pct(results['pixel_accuracy'][k])} |")
-    lines += ["", f"Mean over the distances: {_pct(results.get('miou_mean'))}", "",
-              "## IoU per class (EVSS)", ""]
-    names = results.get("class_names") or [f"class {i}" for i in range(results["num_classes"])]
-    header = "| class | d=0 | " + " | ".join(f"d={k}" for k in d_keys if k != "0") + " |"
-    lines += [header, "|" + "---|" * (header.count("|") - 1)]
-    for c, name in enumerate(names):
-        row = [_pct(results["iou_per_class_keyframe"][c])]
-        row += [_pct(results["iou_per_class"][k][c]) for k in d_keys if k != "0"]
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    if has_warp:
-        lines += ["", "## IoU per class (plain warping, no correction)", "", header.replace("d=0", "d=0 (key)"),
-                  "|" + "---|" * (header.count("|") - 1)]
-        for c, name in enumerate(names):
-            row = [_pct(results["iou_per_class_keyframe"][c])]
-            row += [_pct(results["iou_per_class_warp"][k][c]) for k in d_keys if k != "0"]
-            lines.append(f"| {name} | " + " | ".join(row) + " |")
-    temporal = results.get("temporal")
-    if temporal:
-        lines += ["", "## Temporal consistency", "",
-                  f"Flow: {temporal['flow_source']} ({temporal['flow_description']}). "
-                  f"EVSS streaming with a keyframe every {temporal['keyframe_interval']} frames.", "",
-                  f"- TC (ETC measure): mask {temporal['mask_etc']}",
-                  f"- TC (fb mask): {temporal['mask_fb']}",
-                  f"- VC_n: {temporal['vc_definition']}", "",
-                  "| predictor | TC ETC (%) | TC fb-masked (%) | fb-valid share | pairs | VC (%) | VC correct (%) | VC windows | mIoU on visited labels (%) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for name in ("evss", "keyframe"):
-            t = temporal[name]
-            label = f"EVSS k={temporal['keyframe_interval']}" if name == "evss" else "keyframe network per frame"
-            lines.append(f"| {label} | {_pct(t['tc_etc'])} | {_pct(t['tc_fb'])} | {_frac(t['fb_valid_fraction'])} | "
-                         f"{t['num_pairs']} | {_pct(t['vc'])} | {_pct(t['vc_correct'])} | {t['vc_windows']} | "
-                         f"{_pct(t['miou'])} |")
-    lines += ["", f"Wall time: {results['seconds']:.1f} s ({_frac(results.get('seconds_per_window'))} s per window "
-              f"per process, {results.get('world_size', 1)} process(es))", ""]
-    return "\n".join(lines)
-
-
-def plot_miou(results: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ds = [d for d in results["distances"] if d > 0]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    key = results["miou_keyframe"]
-
-    def series(values: dict) -> list[float]:
-        return [100 * values[str(d)] if values.get(str(d)) is not None else float("nan") for d in ds]
-
-    x = [0] + ds
-    ax.plot(x, [100 * key if key is not None else float("nan")] + series(results["miou"]), "o-",
-            label="EVSS (warp + correction)")
-    if results.get("miou_warp"):
-        ax.plot(x, [100 * key if key is not None else float("nan")] + series(results["miou_warp"]), "s--",
-                label="plain warping")
-    if key is not None:
-        ax.axhline(100 * key, color="grey", lw=0.8, ls=":", label="keyframe network (d = 0)")
-    ax.set_xlabel("keyframe distance d (frames)")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_xticks(x)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 class PredictionWriter:
     """Writes predictions as 8-bit PNG class maps ``<out>/predictions/<key>/<id>.png``."""
 
@@ -306,15 +209,15 @@ def main(argv=None) -> dict:
         atomic_write_json(results, out / "results.json")
         atomic_write_text(results_markdown(results, title), out / "results.md")
         plot_miou(results, out / "miou_vs_distance.png", title)
-        summary = ", ".join(f"d={k}: {_pct(v)}" for k, v in results["miou"].items())
-        print(f"[val] {results['num_samples']} windows; mIoU (%) keyframe {_pct(results['miou_keyframe'])}; "
+        summary = ", ".join(f"d={k}: {pct(v)}" for k, v in results["miou"].items())
+        print(f"[val] {results['num_samples']} windows; mIoU (%) keyframe {pct(results['miou_keyframe'])}; "
               f"{summary}")
         if results.get("temporal"):
             t = results["temporal"]
             for name in ("evss", "keyframe"):
-                print(f"[val] temporal {name}: TC_etc {_pct(t[name]['tc_etc'])} (mask: {t['mask_etc']}), "
-                      f"TC_fb {_pct(t[name]['tc_fb'])} (mask: forward-backward), VC_{t[name]['vc_n']} "
-                      f"{_pct(t[name]['vc'])}; flow {t['flow_source']}")
+                print(f"[val] temporal {name}: TC_etc {pct(t[name]['tc_etc'])} (mask: {t['mask_etc']}), "
+                      f"TC_fb {pct(t[name]['tc_fb'])} (mask: forward-backward), VC_{t[name]['vc_n']} "
+                      f"{pct(t[name]['vc'])}; flow {t['flow_source']}")
         print(f"[val] wrote {out / 'results.json'}")
     if world > 1:
         import torch.distributed as dist

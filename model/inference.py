@@ -1,0 +1,227 @@
+"""Inference-optimised EVSS: BatchNorm folded into the convolutions, ``channels_last``, and a
+prediction-only step that never materialises full-resolution class maps.
+
+    from model.inference import optimize_for_inference
+    fast_net = optimize_for_inference(net)            # exact (fp32, same numbers to float rounding)
+    stream = fast_net.stream()
+    for i, frame in enumerate(frames):
+        pred = stream.step(frame, keyframe=(i % 10 == 0))["pred"]   # B×H×W int64
+
+What changes against ``net.stream()`` (the reference path, which is kept as it is):
+
+* ``fold_bn``: every eval-mode BatchNorm that directly follows a convolution (conv → BN pairs in
+  ``ConvNormAct`` units, ResNet blocks, ``nn.Sequential`` stacks) is folded into that convolution's
+  weight and bias and replaced by ``nn.Identity``. CSRNet's logits head is BN → ReLU → conv
+  (pre-activation); its BN has no convolution right before it and is left alone.
+* ``channels_last``: parameters and the input frames use the NHWC layout (oneDNN's fast path on CPU).
+* the merge of warped and corrected logits and its argmax run as one fused operator
+  (:func:`model.fusion.merge_argmax`, ``torch.ops.evss.fused_merge_argmax``) instead of four ×4
+  upsamplings, a softmax and a blend at full resolution; keyframes use ``upsample_argmax``.
+  The step returns ``pred`` and the 1/4-grid products, not full-resolution ``logits``.
+
+These keep the numbers: logits differ from the reference by float rounding (~1e-5 relative) and the
+prediction only where two classes are that close.
+
+``fast=True`` is the fast mode, which trades a measured accuracy change for speed: the three networks
+run under bf16 autocast (oneDNN/AMX on CPUs that have it), and the merge happens on the 1/4 grid
+(:func:`model.fusion.merge_quarter`) before the merged logits are upsampled (``fusion="quarter"``;
+``fusion="exact"`` keeps the full-resolution merge). Its speed ratio and mIoU change are measured by
+``tools/benchmark.py --fast-accuracy`` (see README).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .blocks import ConvNormAct
+from .csrnet import BasicBlock, CSRNetBackbone
+from .fusion import coarse_distortion, merge_argmax, merge_quarter, upsample_argmax
+from .warp import warp
+
+__all__ = ["fold_batchnorm", "optimize_for_inference", "InferenceEVSS", "PredStream"]
+
+
+def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
+    conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+    if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)) or bn.training:
+        return False
+    if not bn.track_running_stats or bn.running_mean is None:
+        return False
+    if conv.out_channels != bn.num_features:
+        return False
+    setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+    setattr(parent, bn_name, nn.Identity())
+    return True
+
+
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold every eval-mode conv → BatchNorm pair of ``module`` in place; returns how many.
+
+    Only pairs whose order in ``forward`` is known are folded: ``ConvNormAct`` (conv, norm),
+    ResNet ``BasicBlock`` (conv1, bn1) and (conv2, bn2), the CSRNet stem (conv1, bn1) and adjacent
+    (Conv2d, BatchNorm2d) children of an ``nn.Sequential``. Call it on a module in eval mode.
+    """
+    folded = 0
+    for parent in list(module.modules()):
+        if isinstance(parent, ConvNormAct):
+            folded += _fold_pair(parent, "conv", "norm")
+        elif isinstance(parent, BasicBlock):
+            folded += _fold_pair(parent, "conv1", "bn1") + _fold_pair(parent, "conv2", "bn2")
+        elif isinstance(parent, CSRNetBackbone):
+            folded += _fold_pair(parent, "conv1", "bn1")
+        elif type(parent) is nn.Sequential:
+            names = [name for name, _ in parent.named_children()]
+            for a, b in zip(names, names[1:]):
+                folded += _fold_pair(parent, a, b)
+    return folded
+
+
+class InferenceEVSS(nn.Module):
+    """An inference-only copy of an :class:`model.EVSS` (see the module docstring).
+
+    Has the stage methods of ``EVSS`` (``keyframe``, ``flow``, ``conet``) with the layout and
+    precision handled inside, ``prepare(frame)`` (the layout conversion of an input frame, done once
+    per frame), ``stream(wf)`` and ``predict_clip(frames)``. Stage outputs are float32 in the
+    contiguous (NCHW) layout.
+    """
+
+    def __init__(self, net: nn.Module, channels_last: bool = True, fold_bn: bool = True, fast: bool = False,
+                 fusion: str | None = None, folded: int = 0):
+        super().__init__()
+        self.net = net
+        self.channels_last = channels_last
+        self.fold_bn = fold_bn
+        self.fast = fast
+        self.fusion = fusion or ("quarter" if fast else "exact")
+        if self.fusion not in ("exact", "quarter"):
+            raise ValueError(f"fusion must be 'exact' or 'quarter', got {fusion!r}")
+        self.folded = folded
+        self.wf = net.wf
+        self.num_classes = net.num_classes
+
+    def extra_repr(self) -> str:
+        return (f"channels_last={self.channels_last}, fold_bn={self.fold_bn} ({self.folded} folded), "
+                f"fast={self.fast}, fusion={self.fusion!r}")
+
+    def _autocast(self, device: torch.device):
+        if not self.fast:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def prepare(self, frame: Tensor) -> Tensor:
+        """The frame in the layout the networks run in (one conversion per frame)."""
+        return frame.contiguous(memory_format=torch.channels_last) if self.channels_last else frame
+
+    @staticmethod
+    def _out(x: Tensor) -> Tensor:
+        return x.float().contiguous()
+
+    @torch.no_grad()
+    def keyframe(self, frame: Tensor) -> Tensor:
+        with self._autocast(frame.device):
+            return self._out(self.net.csrnet(frame))
+
+    @torch.no_grad()
+    def flow(self, current: Tensor, previous: Tensor) -> Tensor:
+        with self._autocast(current.device):
+            pair = torch.cat([current, previous], 1)
+            return self._out(self.net.flownet(pair))
+
+    @torch.no_grad()
+    def conet(self, frame: Tensor, warped_q: Tensor) -> tuple[Tensor, Tensor]:
+        with self._autocast(frame.device):
+            if self.channels_last:
+                warped_q = warped_q.contiguous(memory_format=torch.channels_last)
+            edge, update = self.net.conet(frame, warped_q)
+            return self._out(edge), self._out(update)
+
+    def merge_pred(self, warped_q: Tensor, update_q: Tensor, edge_q: Tensor, dm_coarse_q: Tensor, wf: float,
+                   size: tuple[int, int]) -> Tensor:
+        """The non-keyframe prediction (B×H×W int64) from the 1/4-grid products."""
+        if self.fusion == "quarter":
+            return upsample_argmax(merge_quarter(warped_q, update_q, edge_q, dm_coarse_q, wf), size)
+        return merge_argmax(warped_q, update_q, edge_q, dm_coarse_q, wf, size)
+
+    def stream(self, wf: float | None = None) -> "PredStream":
+        return PredStream(self, self.wf if wf is None else wf)
+
+    @torch.no_grad()
+    def predict_clip(self, frames: Sequence[Tensor], wf: float | None = None) -> Tensor:
+        """Prediction of ``frames[-1]`` from the keyframe ``frames[0]`` (``segment_clip``'s ``pred``)."""
+        stream = self.stream(wf)
+        out = None
+        for i, frame in enumerate(frames):
+            out = stream.step(frame, keyframe=(i == 0))
+        return out["pred"]
+
+
+class PredStream:
+    """Prediction-only counterpart of :class:`model.EVSSStream` (same semantics: raw warped features
+    propagate, corrections do not), for an :class:`InferenceEVSS` or a plain ``EVSS``
+    (``net.stream(pred_only=True)``).
+
+    ``step(frame, keyframe)`` returns ``pred`` (B×H×W int64), ``keyframe`` and the 1/4-grid products:
+    ``key_logits`` for a keyframe; ``flow``, ``warped``, ``edge``, ``update``, ``dm_coarse``
+    otherwise (no full-resolution ``logits`` / ``dm_fine``).
+    """
+
+    def __init__(self, net, wf: float):
+        self.net = net
+        self.wf = wf
+        self.previous: Tensor | None = None
+        self.features: Tensor | None = None
+        self.key_pred: Tensor | None = None
+        self._prepare = getattr(net, "prepare", None)
+        self._merge = getattr(net, "merge_pred", None)
+
+    def _conet(self, frame: Tensor, warped: Tensor):
+        conet = self.net.conet
+        return conet(frame, warped)
+
+    @torch.no_grad()
+    def step(self, frame: Tensor, keyframe: bool = False) -> dict:
+        size = (int(frame.shape[-2]), int(frame.shape[-1]))
+        if self._prepare is not None:
+            frame = self._prepare(frame)
+        if keyframe or self.features is None:
+            logits_q = self.net.keyframe(frame)
+            self.features, self.key_pred = logits_q, logits_q.argmax(1, keepdim=True)
+            out = {"key_logits": logits_q, "keyframe": True, "pred": upsample_argmax(logits_q, size)}
+        else:
+            if frame.shape != self.previous.shape:
+                raise ValueError(f"frame of shape {tuple(frame.shape)} follows one of {tuple(self.previous.shape)}; "
+                                 "every frame of a stream must have the same size")
+            flow = self.net.flow(frame, self.previous)
+            self.features = warp(self.features, flow)
+            dm_coarse = coarse_distortion(self.key_pred, self.features)
+            edge, update = self._conet(frame, self.features)
+            if self._merge is not None:
+                pred = self._merge(self.features, update, edge, dm_coarse, self.wf, size)
+            else:
+                pred = merge_argmax(self.features, update, edge, dm_coarse, self.wf, size)
+            out = {"flow": flow, "warped": self.features, "edge": edge, "update": update, "dm_coarse": dm_coarse,
+                   "keyframe": False, "pred": pred}
+        self.previous = frame
+        return out
+
+
+def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: bool = True, fast: bool = False,
+                           fusion: str | None = None, inplace: bool = False) -> InferenceEVSS:
+    """An :class:`InferenceEVSS` of a trained ``EVSS`` (a deep copy unless ``inplace``), in eval mode.
+
+    ``fast=True`` selects the fast mode (bf16 autocast, 1/4-grid merge unless ``fusion="exact"``).
+    """
+    if not inplace:
+        net = copy.deepcopy(net)
+    net = net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    folded = fold_batchnorm(net) if fold_bn else 0
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return InferenceEVSS(net, channels_last=channels_last, fold_bn=fold_bn, fast=fast, fusion=fusion, folded=folded)

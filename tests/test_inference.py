@@ -1,0 +1,194 @@
+"""The inference-optimised path: BN folding, the fused merge-argmax operator and its fallback,
+the prediction-only stream, and a smoke run of the benchmark CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import build_evss, load_checkpoint
+from model.blocks import upsample4
+from model.fusion import (coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
+                          upsample_argmax, upsample_argmax_pytorch)
+from model.inference import fold_batchnorm, optimize_for_inference
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_op = pytest.mark.skipif(not fused_op_available(), reason="compiled extension (model._C) not built")
+
+
+@pytest.fixture(scope="module")
+def net(make_weights):
+    net = build_evss(19).eval()
+    load_checkpoint(net, make_weights.make_state_dict("citys", 0))
+    return net
+
+
+def _inputs(b, c, h, w, seed, dtype=torch.float32, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    warped = scale * torch.randn(b, c, h, w, generator=g, dtype=dtype)
+    update = scale * torch.randn(b, c, h, w, generator=g, dtype=dtype)
+    edge = 2 * torch.randn(b, 2, h, w, generator=g, dtype=dtype)
+    key_pred = torch.randint(0, c, (b, 1, h, w), generator=g)
+    return warped, update, edge, coarse_distortion(key_pred, warped)
+
+
+def _reference(warped, update, edge, dm, wf, size):
+    logits = crop(fuse(warped, update, edge, dm, wf).logits, size)
+    top2 = logits.topk(min(2, logits.shape[1]), dim=1).values
+    margin = top2[:, 0] - top2[:, -1] if logits.shape[1] > 1 else torch.full_like(top2[:, 0], float("inf"))
+    return logits.argmax(1), margin
+
+
+CASES = [  # (b, c, h, w, wf, size or None)
+    (1, 19, 7, 9, 0.2, None),
+    (2, 11, 5, 13, 0.0, (17, 50)),
+    (1, 19, 1, 1, 1.0, None),
+    (1, 3, 6, 3, 0.7, (21, 9)),
+    (1, 1, 4, 4, 0.2, (13, 15)),
+]
+
+
+@pytest.mark.parametrize("backend", ["pytorch", pytest.param("compiled", marks=needs_op)])
+@pytest.mark.parametrize("case", CASES)
+def test_merge_argmax_equals_unfused(case, backend):
+    b, c, h, w, wf, size = case
+    warped, update, edge, dm = _inputs(b, c, h, w, seed=h * 31 + w)
+    ref, margin = _reference(warped, update, edge, dm, wf, size or (4 * h, 4 * w))
+    out = merge_argmax(warped, update, edge, dm, wf, size, backend=backend)
+    assert out.dtype == torch.int64 and out.shape == ref.shape
+    assert ((out != ref) & (margin >= 1e-4)).sum() == 0
+    if backend == "pytorch":
+        assert torch.equal(out, ref)  # the banded fallback is fuse() itself
+
+
+@needs_op
+def test_fused_op_matches_fallback_and_float64():
+    warped, update, edge, dm = _inputs(1, 19, 33, 47, seed=3)
+    size = (130, 187)
+    op = merge_argmax(warped, update, edge, dm, 0.2, size, backend="compiled")
+    fb = merge_argmax_pytorch(warped, update, edge, dm, 0.2, size, tile_rows=8)
+    _, margin = _reference(warped, update, edge, dm, 0.2, size)
+    assert ((op != fb) & (margin >= 1e-4)).sum() == 0
+    args64 = [t.double() for t in (warped, update, edge, dm)]
+    ref64, margin64 = _reference(*args64, 0.2, size)
+    op64 = merge_argmax(*args64, 0.2, size, backend="compiled")
+    assert ((op64 != ref64) & (margin64 >= 1e-10)).sum() == 0
+    # channels_last and bf16 inputs are accepted (bf16 is computed in float32)
+    cl = [t.contiguous(memory_format=torch.channels_last) for t in (warped, update, edge, dm)]
+    assert torch.equal(merge_argmax(*cl, 0.2, size, backend="compiled"), op)
+    bf = [t.bfloat16() for t in (warped, update, edge, dm)]
+    assert torch.equal(merge_argmax(*bf, 0.2, size, backend="compiled"),
+                       merge_argmax(*[t.float() for t in bf], 0.2, size, backend="compiled"))
+
+
+@pytest.mark.parametrize("backend", ["pytorch", pytest.param("compiled", marks=needs_op)])
+def test_upsample_argmax(backend):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 19, 9, 14, generator=g)
+    for size in (None, (33, 50)):
+        full = upsample4(x) if size is None else crop(upsample4(x), size)
+        ref = full.argmax(1)
+        top2 = full.topk(2, dim=1).values
+        out = upsample_argmax(x, size, backend=backend)
+        assert ((out != ref) & ((top2[:, 0] - top2[:, 1]) >= 1e-4)).sum() == 0
+    assert torch.equal(upsample_argmax_pytorch(x, (33, 50), tile_rows=4), crop(upsample4(x), (33, 50)).argmax(1))
+
+
+def test_nan_counts_as_largest_like_argmax():
+    warped, update, edge, dm = _inputs(1, 5, 3, 3, seed=1)
+    warped[0, 3, 1, 1] = float("nan")
+    backends = ["pytorch"] + (["compiled"] if fused_op_available() else [])
+    ref = fuse(warped, update, edge, dm, 0.2).logits.argmax(1)
+    for backend in backends:
+        out = merge_argmax(warped, update, edge, dm, 0.2, backend=backend)
+        assert torch.equal(out[ref == 3], ref[ref == 3])
+
+
+@needs_op
+def test_opcheck():
+    warped, update, edge, dm = _inputs(1, 4, 5, 6, seed=2)
+    torch.library.opcheck(torch.ops.evss.fused_merge_argmax.default, (warped, update, edge, dm, 0.2, 19, 22))
+    torch.library.opcheck(torch.ops.evss.upsample_argmax.default, (warped, 17, 24))
+
+
+@needs_op
+def test_op_errors():
+    warped, update, edge, dm = _inputs(1, 4, 5, 6, seed=2)
+    with pytest.raises(RuntimeError, match="out_h"):
+        torch.ops.evss.fused_merge_argmax(warped, update, edge, dm, 0.2, 21, 24)
+    with pytest.raises(RuntimeError, match="edge_q"):
+        torch.ops.evss.fused_merge_argmax(warped, update, edge[:, :1], dm, 0.2, 20, 24)
+    with pytest.raises(RuntimeError, match="dtype"):
+        torch.ops.evss.fused_merge_argmax(warped, update.double(), edge, dm, 0.2, 20, 24)
+
+
+def test_fold_batchnorm_equals_unfolded(net):
+    import copy
+
+    folded = copy.deepcopy(net)
+    n = fold_batchnorm(folded)
+    assert n > 50
+    # only the CSRNet logits head (BN -> ReLU -> conv) keeps a BatchNorm
+    remaining = [name for name, m in folded.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert remaining == ["csrnet.logits.norm"]
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(2)]
+    with torch.no_grad():
+        for part in ("keyframe",):
+            a, b = getattr(net, part)(frames[0]), getattr(folded, part)(frames[0])
+            assert (a - b).abs().max() <= 1e-4 * max(1.0, a.abs().max().item())
+        fa, fb = net.flow(frames[1], frames[0]), folded.flow(frames[1], frames[0])
+        assert torch.equal(fa, fb)  # FlowNet has no BatchNorm
+        warped = net.keyframe(frames[0])
+        (ea, ua), (eb, ub) = net.conet(frames[1], warped), folded.conet(frames[1], warped)
+        assert (ea - eb).abs().max() <= 1e-4 * max(1.0, ea.abs().max().item())
+        assert (ua - ub).abs().max() <= 1e-4 * max(1.0, ua.abs().max().item())
+
+
+def test_optimized_stream_matches_reference(net):
+    g = torch.Generator().manual_seed(1)
+    frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(3)]
+    ref_stream = net.stream()
+    ref = [ref_stream.step(f, keyframe=(i == 0)) for i, f in enumerate(frames)]
+    for stream in (net.stream(pred_only=True), optimize_for_inference(net).stream()):
+        outs = [stream.step(f, keyframe=(i == 0)) for i, f in enumerate(frames)]
+        for r, o in zip(ref, outs):
+            top2 = r["logits"].topk(2, dim=1).values
+            decided = (top2[:, 0] - top2[:, 1]) > 1e-3
+            assert ((r["pred"] != o["pred"]) & decided).sum() == 0
+            key = "key_logits" if r["keyframe"] else "update"
+            assert (r[key] - o[key]).abs().max() <= 1e-4 * max(1.0, r[key].abs().max().item())
+    # the default path is untouched: full-resolution logits are still there
+    assert "logits" in ref[1] and "dm_fine" in ref[1]
+
+
+def test_fast_mode_runs(net):
+    g = torch.Generator().manual_seed(2)
+    frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(2)]
+    fast = optimize_for_inference(net, fast=True)
+    out = [fast.stream().step(frames[0], keyframe=True)]
+    stream = fast.stream()
+    stream.step(frames[0], keyframe=True)
+    out = stream.step(frames[1])
+    assert out["pred"].shape == (1, 64, 96) and out["update"].dtype == torch.float32
+
+
+def test_benchmark_cli_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "tools.benchmark", "--resolutions", "64x128", "--repeats", "1",
+                           "--compare", "original", "exact", "--baseline", "lraspp", "--weights", "random",
+                           "--no-flops", "--warmup", "0", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    entry = data["64x128"]
+    for key in ("key_ms", "nonkey_ms", "flownet_ms", "conet_ms", "fusion_ms", "warp_ms", "peak_mem_mb",
+                "amortised_k10_ms", "lraspp_fp32_ms"):
+        assert key in entry, key
+    assert "environment" in data and data["threads"] >= 1
+    assert "ratios" in data["resolutions"]["64x128"]["compare"]
+    assert "time ratios" in proc.stdout

@@ -1,0 +1,558 @@
+"""EVSS speed benchmark: keyframe, the parts of a non-keyframe step, amortised cost, memory, FLOPs.
+
+    python -m tools.benchmark                                   # exact optimised path, 512x1024 and 1024x2048
+    python -m tools.benchmark --variant original --resolutions 1024x2048 --json out.json
+    python -m tools.benchmark --compare original exact          # interleaved, ratio + output difference
+    python -m tools.benchmark --baseline lraspp                 # + torchvision LRASPP per frame, same run
+    python -m tools.benchmark --fast-accuracy                   # fast mode's mIoU change (synthetic val)
+
+Variants (``--variant``, ``--compare A B``):
+
+``original``
+    the reference path in the original's order of computation: the plain ``EVSS`` (NCHW, BatchNorm
+    unfolded) and ``EVSSStream.step``, i.e. full-resolution fusion (four ×4 upsamplings, softmax,
+    blend) then the argmax.
+``exact``
+    :func:`model.inference.optimize_for_inference`: BatchNorm folded, ``channels_last``, the fused
+    merge-argmax operator; fp32, same numbers to float rounding.
+``fast``
+    the fast mode: ``exact`` plus bf16 autocast and the merge on the 1/4 grid (measured accuracy
+    change). ``fast-fullres``: bf16 autocast with the exact full-resolution merge.
+
+Timings (milliseconds, medians over ``--repeats`` runs after ``--warmup`` runs; on CUDA every timed
+call ends with ``torch.cuda.synchronize``): ``key_ms`` (CSRNet to its 1/4-grid logits, as the
+reference timing), ``key_step_ms`` (plus the full-resolution prediction), ``flownet_ms``, ``warp_ms``,
+``conet_ms``, ``fusion_ms`` (coarse map, merge and argmax up to the full-resolution prediction),
+``nonkey_ms`` (the whole non-keyframe step: flow, warp, CoNet, fusion), and the amortised per-frame
+cost ``(key_step + (k-1)·nonkey)/k``. The stages take turns inside each repeat, so load changes on the
+machine hit them alike. ``peak_mem_mb`` is the peak RSS of a fresh process that runs that variant
+at that resolution (CPU; on CUDA ``torch.cuda.max_memory_allocated``). GFLOPs per module come from
+``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products, 2 FLOPs per
+multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading (decoding a PNG of the
+resolution) is timed on its own and never inside the model timings.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from engine.environment import collect_env  # noqa: E402
+from model import build_evss, load_checkpoint  # noqa: E402
+from model.fusion import coarse_distortion, crop, fuse  # noqa: E402
+from model.inference import optimize_for_inference  # noqa: E402
+from model.warp import warp  # noqa: E402
+
+VARIANTS = ("original", "exact", "fast", "fast-fullres")
+MAKE_WEIGHTS = Path(os.environ.get("EVSS_MAKE_WEIGHTS", ROOT.parent / "shared" / "reference" / "make_weights.py"))
+REFERENCE_TIMING = ROOT.parent / "shared" / "reference" / "original_cpu_timing.json"
+
+# ------------------------------------------------------------------------------------------------
+# set-up
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must be HxW, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
+    return h, w
+
+
+def load_net(num_classes: int, weights: str, device: torch.device):
+    """The EVSS net in eval mode: make_weights.py's deterministic checkpoint when available
+    (``weights``: citys / camvid), else random initialisation."""
+    net = build_evss(num_classes).eval()
+    if os.path.isfile(weights):  # a saved state dict (the peak-memory workers get the parent's)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True, mmap=True))
+    elif weights != "random" and MAKE_WEIGHTS.is_file():
+        spec = importlib.util.spec_from_file_location("make_weights", MAKE_WEIGHTS)
+        mw = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mw)
+        load_checkpoint(net, mw.make_state_dict(weights, 0))
+    return net.to(device)
+
+
+def make_frames(batch: int, h: int, w: int, device: torch.device, n: int = 2, seed: int = 0) -> list[torch.Tensor]:
+    """Smooth random RGB frames in [0, 1]; each the previous one shifted by a few pixels."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(batch, 3, h // 16 + 2, w // 16 + 2, generator=g)
+    base = torch.nn.functional.interpolate(base, size=(h + 8 * n, w + 8 * n), mode="bilinear", align_corners=False)
+    base = (base + 0.05 * torch.rand(base.shape, generator=g)).clamp(0, 1)
+    return [base[:, :, 3 * i:3 * i + h, 5 * i:5 * i + w].contiguous().to(device) for i in range(n)]
+
+
+class Runner:
+    """One variant's stage functions, with the state a non-keyframe step needs."""
+
+    def __init__(self, name: str, net, device: torch.device):
+        self.name = name
+        self.device = device
+        if name == "original":
+            self.model = net
+            self.prepare = lambda f: f
+            self.conet = net.conet
+            self.keyframe = net.keyframe
+            self.flow = net.flow
+            self.stream = net.stream()
+        else:
+            fast = name.startswith("fast")
+            fusion = "exact" if name in ("exact", "fast-fullres") else "quarter"
+            self.model = optimize_for_inference(net, fast=fast, fusion=fusion)
+            self.prepare = self.model.prepare
+            self.conet = self.model.conet
+            self.keyframe = self.model.keyframe
+            self.flow = self.model.flow
+            self.stream = self.model.stream()
+        self.wf = net.wf
+
+    def fusion(self, frame, warped, update, edge, key_pred):
+        size = tuple(frame.shape[-2:])
+        dm_coarse = coarse_distortion(key_pred, warped)
+        if self.name == "original":
+            fused = fuse(warped, update, edge, dm_coarse, self.wf)
+            return crop(fused.logits, size).argmax(1)
+        return self.model.merge_pred(warped, update, edge, dm_coarse, self.wf, size)
+
+    def set_state(self, key_logits, previous):
+        """Put the stream right after a keyframe (so every timed non-keyframe step is alike)."""
+        self.stream.features = key_logits
+        self.stream.key_pred = key_logits.argmax(1, keepdim=True)
+        self.stream.previous = previous
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "spread_pct": 100 * (max(values) - min(values)) / statistics.median(values) if values else 0,
+            "runs": [round(v, 2) for v in values]}
+
+
+def stage_functions(r: Runner, frames: list[torch.Tensor]) -> dict:
+    """Per stage, a zero-argument function running it on fixed inputs (computed once here)."""
+    f0, f1 = (r.prepare(f) for f in frames[:2])
+    with torch.no_grad():
+        key = r.keyframe(f0)
+        key_pred = key.argmax(1, keepdim=True)
+        flow = r.flow(f1, f0)
+        warped = warp(key, flow)
+        edge, update = r.conet(f1, warped)
+
+    def key_step():
+        r.stream.previous = r.stream.features = None
+        return r.stream.step(frames[0], keyframe=True)
+
+    def nonkey():
+        r.set_state(key, f0 if r.name != "original" else frames[0])
+        return r.stream.step(frames[1])
+
+    with torch.no_grad():
+        return {
+            "key": lambda: r.keyframe(f0),
+            "key_step": key_step,
+            "flownet": lambda: r.flow(f1, f0),
+            "warp": lambda: warp(key, flow),
+            "conet": lambda: r.conet(f1, warped),
+            "fusion": lambda: r.fusion(f1, warped, update, edge, key_pred),
+            "nonkey": nonkey,
+        }
+
+
+def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.device) -> dict:
+    """Interleaved timings: in each repeat every runner runs every stage once, in turn."""
+    out = {name: {stage: [] for stage in fns} for name, fns in fns_by_runner.items()}
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            for stage in next(iter(fns_by_runner.values())):
+                for name, fns in fns_by_runner.items():
+                    if stage in fns:
+                        t = _timed(fns[stage], device)
+                        if i >= warmup:
+                            out[name][stage].append(t)
+    return out
+
+
+def count_gflops(r: Runner, frames: list[torch.Tensor]) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fns = stage_functions(r, frames)
+    res = {}
+    with torch.no_grad():
+        for stage in ("key", "flownet", "conet", "nonkey"):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                fns[stage]()
+            res[stage] = counter.get_total_flops() / 1e9
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# peak memory, in a fresh process per (variant, resolution)
+
+
+def peak_memory_worker(args) -> None:
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    h, w = args.resolutions[0]
+    if args.variant == "lraspp":
+        model, prep = build_lraspp(args.num_classes, device, bf16=False)
+        frame = make_frames(args.batch, h, w, device, n=1)[0]
+        with torch.no_grad():
+            for _ in range(2):
+                model(prep(frame))
+    else:
+        net = load_net(args.num_classes, args.weights, device)
+        r = Runner(args.variant, net, device)
+        del net
+        frames = make_frames(args.batch, h, w, device)
+        with torch.no_grad():
+            for _ in range(2):
+                r.stream.step(frames[0], keyframe=True)
+                r.stream.step(frames[1])
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = peak_rss_mb()
+    print(json.dumps({"peak_mem_mb": peak}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM of /proc/self/status (the current address space only; getrusage's
+    ru_maxrss would also count the parent's resident pages at fork time), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> float | None:
+    weights = args.weights
+    tmp = None
+    if net is not None:  # hand the weights over as a file: the worker's peak is then the model's own
+        tmp = tempfile.NamedTemporaryFile(suffix=".pt", delete=False)
+        tmp.close()
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp.name)
+        weights = tmp.name
+    try:
+        return _peak_memory_subprocess(variant, res, args, weights)
+    finally:
+        if tmp is not None:
+            os.unlink(tmp.name)
+
+
+def _peak_memory_subprocess(variant, res, args, weights) -> float | None:
+    cmd = [sys.executable, "-m", "tools.benchmark", "--_peak-worker", "--variant", variant,
+           "--resolutions", f"{res[0]}x{res[1]}", "--threads", str(args.threads), "--batch", str(args.batch),
+           "--weights", weights, "--num-classes", str(args.num_classes), "--device", args.device]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"[benchmark] peak-memory run of {variant} at {res} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_mb"]
+
+
+# ------------------------------------------------------------------------------------------------
+# baseline, data loading
+
+
+def build_lraspp(num_classes: int, device: torch.device, bf16: bool):
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes).eval()
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    def run(x):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(x.contiguous(memory_format=torch.channels_last))["out"].argmax(1)
+
+    return run, (lambda x: x)
+
+
+def time_data_loading(h: int, w: int, repeats: int) -> dict:
+    """Decode a PNG of the resolution (PIL, then to a float tensor), as the data sets do."""
+    import numpy as np
+    from PIL import Image
+
+    frame = make_frames(1, h, w, torch.device("cpu"), n=1)[0][0]
+    img = (frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frame.png"
+        Image.fromarray(img).save(path)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            arr = np.asarray(Image.open(path).convert("RGB"))
+            torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+            times.append((time.perf_counter() - t0) * 1e3)
+        size = path.stat().st_size
+    return {"png_decode_ms": statistics.median(times[1:]), "png_bytes": size, "decoder": "PIL"}
+
+
+# ------------------------------------------------------------------------------------------------
+# output difference of two variants
+
+
+def output_difference(a: Runner, b: Runner, frames: list[torch.Tensor]) -> dict:
+    """Largest differences of the two variants' outputs on one keyframe + one non-keyframe step."""
+    with torch.no_grad():
+        outs = []
+        for r in (a, b):
+            r.stream.previous = r.stream.features = None
+            k = r.stream.step(frames[0], keyframe=True)
+            n = r.stream.step(frames[1])
+            outs.append((k, n))
+    (ka, na), (kb, nb) = outs
+
+    def maxdiff(x, y):
+        return (x.float() - y.float()).abs().max().item()
+
+    def scale(x):
+        return x.float().abs().max().item()
+
+    res = {
+        "key_logits_max_abs_diff": maxdiff(ka["key_logits"], kb["key_logits"]),
+        "key_logits_max_abs": scale(ka["key_logits"]),
+        "key_pred_disagree_pct": 100 * (ka["pred"] != kb["pred"]).float().mean().item(),
+        "nonkey_pred_disagree_pct": 100 * (na["pred"] != nb["pred"]).float().mean().item(),
+    }
+    for name in ("flow", "warped", "update", "edge"):
+        res[f"{name}_max_abs_diff"] = maxdiff(na[name], nb[name])
+    if "logits" in na and "logits" in nb:
+        res["nonkey_logits_max_abs_diff"] = maxdiff(na["logits"], nb["logits"])
+    # disagreement outside near-ties of the reference's merged logits (when it has them)
+    for ref, other in ((na, nb), (nb, na)):
+        if "logits" in ref:
+            top2 = crop(ref["logits"], tuple(frames[1].shape[-2:])).topk(2, dim=1).values
+            decided = (top2[:, 0] - top2[:, 1]) > 1e-4
+            res["nonkey_pred_disagree_margin_gt_1e-4"] = int(((ref["pred"] != other["pred"]) & decided).sum())
+            break
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# fast mode accuracy
+
+
+def fast_accuracy(args) -> dict:
+    """mIoU of exact vs fast on the synthetic validation windows (keyframe distances 1..d)."""
+    from engine.metrics import ConfusionMatrix
+
+    device = torch.device(args.device)
+    net = load_net(args.num_classes, args.weights, device)
+    runners = {name: Runner(name, net, device) for name in ("exact", args.fast_variant)}
+    try:
+        from dataset import build_dataset
+        ds = build_dataset("synthetic", split="val", mode="eval", **json.loads(args.synthetic_kwargs))
+        source = "synthetic val"
+    except Exception as exc:  # noqa: BLE001 - the data set may not exist yet
+        raise SystemExit(f"synthetic val set unavailable: {exc!r}")
+    cms = {name: ConfusionMatrix(args.num_classes) for name in runners}
+    agree = ConfusionMatrix(args.num_classes)
+    n = min(len(ds), args.accuracy_windows)
+    for i in range(n):
+        sample = ds[i]
+        frames = sample["frames"] if isinstance(sample, dict) else sample[0]
+        label = sample["label"] if isinstance(sample, dict) else sample[1]
+        frames = frames.to(device)
+        label = label.to(device).long()
+        d = args.accuracy_distance
+        clip = [frames[j:j + 1] for j in range(frames.shape[0] - 1 - d, frames.shape[0])]
+        preds = {name: r.model.predict_clip(clip) for name, r in runners.items()}
+        for name, p in preds.items():
+            cms[name].update(p[0], label.view(p[0].shape))
+        agree.update(preds[args.fast_variant][0], preds["exact"][0])
+    res = {"source": source, "windows": n, "distance": args.accuracy_distance, "weights": args.weights}
+    for name, cm in cms.items():
+        res[f"miou_{name}"] = 100 * float(cm.miou())
+    res["miou_change_points"] = res[f"miou_{args.fast_variant}"] - res["miou_exact"]
+    res["agreement_miou_fast_vs_exact"] = 100 * float(agree.miou())
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# main
+
+
+def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
+    h, w = res
+    net = load_net(args.num_classes, args.weights, device)
+    runners = {name: Runner(name, net, device) for name in variants}
+    frames = make_frames(args.batch, h, w, device)
+    fns = {name: stage_functions(r, frames) for name, r in runners.items()}
+    if lraspp:
+        for bf16 in (False, True):
+            run, _ = build_lraspp(args.num_classes, device, bf16)
+            fns[f"lraspp_{'bf16' if bf16 else 'fp32'}"] = {"key_step": (lambda run=run: run(frames[0]))}
+    times = time_stages(fns, args.repeats, args.warmup, device)
+    result = {}
+    for name, stages in times.items():
+        entry = {f"{stage}_ms": statistics.median(v) for stage, v in stages.items() if v}
+        entry["spread"] = {stage: _stats(v) for stage, v in stages.items() if v}
+        if name in runners:
+            for k in args.ks:
+                entry[f"amortised_k{k}_ms"] = (entry["key_step_ms"] + (k - 1) * entry["nonkey_ms"]) / k
+            if not args.no_flops:
+                gf = count_gflops(runners[name], frames)
+                entry["gflops"] = gf
+                entry["gflop_per_s"] = {stage: gf[stage] / (entry[f"{stage}_ms"] / 1e3)
+                                        for stage in gf if entry.get(f"{stage}_ms")}
+            if not args.no_memory:
+                entry["peak_mem_mb"] = measure_peak_memory(name, res, args, net)
+        result[name] = entry
+    if len(variants) == 2:
+        a, b = variants
+        ra, rb = result[a], result[b]
+        result["compare"] = {
+            "ratios": {f"{stage}": ra[f"{stage}_ms"] / rb[f"{stage}_ms"]
+                       for stage in ("key", "key_step", "flownet", "warp", "conet", "fusion", "nonkey")},
+            "amortised_ratios": {f"k{k}": ra[f"amortised_k{k}_ms"] / rb[f"amortised_k{k}_ms"] for k in args.ks},
+            "difference": output_difference(runners[a], runners[b], frames),
+        }
+        if ra.get("peak_mem_mb") and rb.get("peak_mem_mb"):
+            result["compare"]["peak_mem_ratio"] = ra["peak_mem_mb"] / rb["peak_mem_mb"]
+    return result
+
+
+def print_table(results: dict, variants, args) -> None:
+    cols = ("key", "key_step", "flownet", "warp", "conet", "fusion", "nonkey")
+    print(f"\nthreads {torch.get_num_threads()}, batch {args.batch}, device {args.device}, "
+          f"median of {args.repeats} runs (ms)")
+    header = f"{'resolution':>10} {'variant':>13} " + " ".join(f"{c:>9}" for c in cols) + \
+        " " + " ".join(f"{'k=' + str(k):>8}" for k in args.ks) + f" {'peakMB':>7}"
+    print(header)
+    for res_key, res in results["resolutions"].items():
+        for name, e in res.items():
+            if name == "compare":
+                continue
+            vals = " ".join(f"{e[c + '_ms']:9.1f}" if (c + "_ms") in e else f"{'':>9}" for c in cols)
+            am = " ".join(f"{e['amortised_k' + str(k) + '_ms']:8.1f}" if ("amortised_k%d_ms" % k) in e
+                          else f"{e.get('key_step_ms', 0):8.1f}" for k in args.ks)
+            mem = e.get("peak_mem_mb")
+            print(f"{res_key:>10} {name:>13} {vals} {am} {'-' if mem is None else str(round(mem)):>7}")
+        for name, e in res.items():
+            if name != "compare" and "gflops" in e:
+                gf = ", ".join(f"{s} {e['gflops'][s]:.1f} GFLOP @ {e['gflop_per_s'].get(s, 0):.0f} GFLOP/s"
+                               for s in e["gflops"])
+                print(f"{'':>10} {name:>13} {gf}")
+        if "compare" in res:
+            c = res["compare"]
+            a, b = variants
+            print(f"{'':>10} {a}/{b} time ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in c["ratios"].items()) +
+                  "; amortised " + ", ".join(f"{k} {v:.2f}x" for k, v in c["amortised_ratios"].items()) +
+                  (f"; peak memory {c['peak_mem_ratio']:.2f}x" if "peak_mem_ratio" in c else ""))
+            print(f"{'':>10} largest output difference: " +
+                  ", ".join(f"{k} {v:.3g}" for k, v in c["difference"].items()))
+    dl = results.get("data_loading")
+    if dl:
+        print("data loading (not in the model timings): " +
+              ", ".join(f"{k} PNG decode {v['png_decode_ms']:.1f} ms" for k, v in dl.items()))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--resolutions", type=lambda s: [parse_resolution(x) for x in s.split(",")],
+                   default=[(512, 1024), (1024, 2048)], help="comma-separated HxW list")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[1, 5, 10],
+                   help="keyframe intervals for the amortised cost")
+    p.add_argument("--variant", choices=VARIANTS + ("lraspp",), default="exact")
+    p.add_argument("--compare", nargs=2, choices=VARIANTS, metavar=("A", "B"))
+    p.add_argument("--baseline", choices=("lraspp",), default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--weights", default="citys", help="make_weights.py data set (citys, camvid) or 'random'")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP counting")
+    p.add_argument("--fast-accuracy", action="store_true", help="only measure the fast mode's mIoU change")
+    p.add_argument("--fast-variant", default="fast", choices=("fast", "fast-fullres"))
+    p.add_argument("--accuracy-windows", type=int, default=16)
+    p.add_argument("--accuracy-distance", type=int, default=5)
+    p.add_argument("--synthetic-kwargs", default="{}", help="JSON dict of SyntheticVideoDataset arguments")
+    p.add_argument("--_peak-worker", dest="peak_worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.threads is None:
+        args.threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.peak_worker:
+        peak_memory_worker(args)
+        return 0
+    if args.fast_accuracy:
+        res = fast_accuracy(args)
+        print(json.dumps(res, indent=1))
+        if args.json:
+            _write(args.json, {"environment": collect_env(), "fast_accuracy": res})
+        return 0
+
+    variants = list(args.compare) if args.compare else [args.variant]
+    results = {"environment": collect_env(), "threads": torch.get_num_threads(), "batch": args.batch,
+               "device": args.device, "repeats": args.repeats, "warmup": args.warmup,
+               "variants": variants, "weights": args.weights, "resolutions": {}, "data_loading": {}}
+    if REFERENCE_TIMING.is_file():
+        results["reference"] = str(REFERENCE_TIMING)
+    for res in args.resolutions:
+        key = f"{res[0]}x{res[1]}"
+        print(f"[benchmark] {key}: {', '.join(variants)}" + (" + lraspp" if args.baseline else ""), flush=True)
+        results["resolutions"][key] = run_resolution(res, variants, args, device, args.baseline == "lraspp")
+        results["data_loading"][key] = time_data_loading(res[0], res[1], max(1, args.repeats))
+        # the schema's flat keys, for the (first) variant
+        results[key] = {k: v for k, v in results["resolutions"][key][variants[0]].items() if k != "spread"}
+        if args.baseline:
+            for name in ("lraspp_fp32", "lraspp_bf16"):
+                results[key][f"{name}_ms"] = results["resolutions"][key][name]["key_step_ms"]
+            results[key]["amortised_k10_vs_lraspp_fp32"] = (results[key]["amortised_k10_ms"] /
+                                                           results[key]["lraspp_fp32_ms"]) if 10 in args.ks else None
+    if args.json:
+        _write(args.json, results)
+        print(f"[benchmark] wrote {args.json}")
+    print_table(results, variants, args)
+    return 0
+
+
+def _write(path: Path, obj) -> None:
+    try:
+        from engine.atomic import atomic_write_json
+        atomic_write_json(obj, path)
+    except ImportError:
+        path.write_text(json.dumps(obj, indent=1))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
