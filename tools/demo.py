@@ -111,7 +111,7 @@ def report_markdown(report: dict, results_md: str) -> str:
              "Training: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["train_seconds"].items())
              + f"; evaluation {report['eval_seconds']:.0f} s; total {report['wall_s']:.0f} s "
              f"on {report['env']['cpu_count']} CPU cores ({report['env']['cpu']}).", "",
-             f"EVSS at d = 9 recovers {pct(report['gap_closed_d9'])} of the gap between plain warping and the "
+             f"EVSS at d = 9 recovers {pct(report['gap_closed_d9'])} % of the gap between plain warping and the "
              "keyframe network.", "",
              f"Speed at {speed['size'][0]}×{speed['size'][1]}, batch 1, {speed['threads']} threads: keyframe "
              f"{speed['key_ms']} ms, non-keyframe step {speed['nonkey_ms']} ms, amortised over k = 10: "

@@ -233,55 +233,6 @@ class CSRNetStage(Stage):
 
 
 # ---------------------------------------------------------------------------------------------- stage 1b
-def charbonnier(x: Tensor, eps: float = 0.01, q: float = 0.4) -> Tensor:
-    return (x.abs() + eps).pow(q)
-
-
-def ssim_lite(a: Tensor, b: Tensor) -> Tensor:
-    """Per-pixel (1 − SSIM)/2 over 3×3 windows (as used in self-supervised flow/depth), B×1×H×W."""
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    pool = lambda x: F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)  # noqa: E731
-    mu_a, mu_b = pool(a), pool(b)
-    var_a = pool(a * a) - mu_a ** 2
-    var_b = pool(b * b) - mu_b ** 2
-    cov = pool(a * b) - mu_a * mu_b
-    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return ((1 - ssim) / 2).clamp(0, 1).mean(1, keepdim=True)
-
-
-def flow_to_full(flow_q: Tensor, size) -> Tensor:
-    """1/4-grid flow (1/4-grid pixels) → full-resolution flow in pixels (×4 upsampled, ×4 valued)."""
-    return _full_res(flow_q, size) * 4.0
-
-
-def flow_to_quarter(flow: Tensor, size_q) -> Tensor:
-    """Full-resolution flow → the 1/4 grid (area average), values scaled by the size ratio."""
-    h, w = flow.shape[-2:]
-    small = F.adaptive_avg_pool2d(flow, tuple(size_q))
-    scale = torch.tensor([size_q[1] / w, size_q[0] / h], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
-    return small * scale
-
-
-def fb_occlusion_mask(fw: Tensor, bw: Tensor, alpha1: float, alpha2: float) -> Tensor:
-    """1 where ``fw`` (a→b) and ``bw`` (b→a) are consistent (UnFlow): |fw + bw(x+fw)|² < α1(|fw|²+|bw(x+fw)|²)+α2."""
-    from model import warp
-    bw_at = warp(bw, fw)
-    lhs = (fw + bw_at).pow(2).sum(1, keepdim=True)
-    rhs = alpha1 * (fw.pow(2).sum(1, keepdim=True) + bw_at.pow(2).sum(1, keepdim=True)) + alpha2
-    return (lhs < rhs).float()
-
-
-def smoothness(flow_q: Tensor, image_q: Tensor, edge_weight: float) -> Tensor:
-    """First-order edge-aware smoothness of a flow on its own grid."""
-    def grads(x):
-        return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-    fx, fy = grads(flow_q)
-    ix, iy = grads(image_q)
-    wx = torch.exp(-edge_weight * ix.abs().mean(1, keepdim=True))
-    wy = torch.exp(-edge_weight * iy.abs().mean(1, keepdim=True))
-    return (wx * fx.abs()).mean() + (wy * fy.abs()).mean()
-
-
 class FlowNetStage(Stage):
     name = "flownet"
     score_name = "score"
@@ -315,6 +266,8 @@ class FlowNetStage(Stage):
         return self._teacher
 
     def train_step(self, model: nn.Module, batch: dict) -> dict:
+        from engine.metrics import fb_consistency_mask
+        from model.flow_losses import charbonnier, flow_to_full, flow_to_quarter, smoothness, ssim_lite
         f = self.cfg["flow"]
         previous, current = batch["frames"][:, 0], batch["frames"][:, 1]
         size = current.shape[-2:]
@@ -351,8 +304,9 @@ class FlowNetStage(Stage):
             if f["occlusion"]:
                 fw, bw = full[:b], full[b:]
                 with torch.no_grad():
-                    mask = torch.cat([fb_occlusion_mask(fw, bw, f["fb_alpha1"], f["fb_alpha2"]),
-                                      fb_occlusion_mask(bw, fw, f["fb_alpha1"], f["fb_alpha2"])], 0)
+                    mask = torch.cat([fb_consistency_mask(fw, bw, alpha=f["fb_alpha1"], beta=f["fb_alpha2"]),
+                                      fb_consistency_mask(bw, fw, alpha=f["fb_alpha1"], beta=f["fb_alpha2"])],
+                                     0).unsqueeze(1).float()
                 lp = (err * mask).sum() / mask.sum().clamp_min(1.0)
                 out["occluded"] = 1 - mask.mean()
             else:
@@ -368,6 +322,7 @@ class FlowNetStage(Stage):
         """End-point error against ground truth (when the data set has flows) and warping error of
         the previous frame warped onto the current one, on each window's last pair."""
         from model import warp
+        from model.flow_losses import flow_to_full
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # epe, n_epe, photo, n
         images = {}
         for n, i in enumerate(_val_indices(dataset, self.cfg["data"]["val_limit"])):
