@@ -79,6 +79,7 @@ STAGE_DEFAULTS = {
             "w_smooth": 0.05,
             "ssim_weight": 0.85,        # photometric = ssim_weight·SSIM-lite + (1 − ssim_weight)·Charbonnier
             "occlusion": True,          # forward-backward consistency mask (UnFlow)
+            "occlusion_min_kept": 0.5,  # ... applied only while it keeps at least this share of pixels
             "fb_alpha1": 0.01,
             "fb_alpha2": 0.5,
             "smooth_edge": 10.0,        # edge-aware smoothness weight exp(−edge·|∇I|)
@@ -307,8 +308,12 @@ class FlowNetStage(Stage):
                     mask = torch.cat([fb_consistency_mask(fw, bw, alpha=f["fb_alpha1"], beta=f["fb_alpha2"]),
                                       fb_consistency_mask(bw, fw, alpha=f["fb_alpha1"], beta=f["fb_alpha2"])],
                                      0).unsqueeze(1).float()
+                    # From random weights the two directions disagree almost everywhere and the mask
+                    # would silence the loss for good: mask only once it keeps enough pixels.
+                    kept = mask.mean()
+                    mask = torch.where(kept >= f["occlusion_min_kept"], mask, torch.ones_like(mask))
                 lp = (err * mask).sum() / mask.sum().clamp_min(1.0)
-                out["occluded"] = 1 - mask.mean()
+                out["occluded"] = 1 - kept
             else:
                 lp = err.mean()
             targets_q = F.adaptive_avg_pool2d(targets.float(), flows_q.shape[-2:])
