@@ -113,7 +113,7 @@ def report_markdown(report: dict, results_md: str) -> str:
              f"on {report['env']['cpu_count']} CPU cores ({report['env']['cpu']}).", "",
              f"EVSS at d = 9 recovers {pct(report['gap_closed_d9'])} % of the gap between plain warping and the "
              "keyframe network.", "",
-             f"Speed at {speed['size'][0]}×{speed['size'][1]}, batch 1, {speed['threads']} threads: keyframe "
+             f"Speed at {speed['size'][0]}×{speed['size'][1]}, batch 1, threads: {speed['threads']}; keyframe "
              f"{speed['key_ms']} ms, non-keyframe step {speed['nonkey_ms']} ms, amortised over k = 10: "
              f"{speed['amortised_ms_k10']} ms per frame.", "", results_md]
     return "\n".join(lines)
@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
     print(f"[demo] evaluating {len(val_set)} validation windows at d = 0..9, plain warping and temporal consistency")
     results = evaluate_distances(net, val_set, DISTANCES, num_classes=cfg["data"]["num_classes"],
                                  ignore_index=cfg["data"]["ignore_index"], temporal=True, flow_source="dis",
-                                 keyframe_interval=5)
+                                 keyframe_interval=5, class_names=val_set.classes.names)
     eval_seconds = time.perf_counter() - eval_start
     sample = val_set[0]
     speed = time_steps(net, sample["frames"])
