@@ -181,6 +181,21 @@ class EVSSStream:
         self.features: Tensor | None = None
         self.key_pred: Tensor | None = None
 
+    def _start(self, frame: Tensor) -> Tensor:
+        """Run the keyframe network on ``frame`` and carry its logits; returns them (B×C×h×w)."""
+        logits_q = self.net.keyframe(frame)
+        self.features, self.key_pred = logits_q, logits_q.argmax(1, keepdim=True)
+        return logits_q
+
+    def _propagate(self, frame: Tensor) -> Tensor:
+        """Warp the carried features from the previous frame to ``frame``; returns the flow."""
+        if frame.shape != self.previous.shape:
+            raise ValueError(f"frame of shape {tuple(frame.shape)} follows one of {tuple(self.previous.shape)}; "
+                             "every frame of a stream must have the same size")
+        flow = self.net.flow(frame, self.previous)
+        self.features = warp(self.features, flow)
+        return flow
+
     @torch.no_grad()
     def step(self, frame: Tensor, keyframe: bool = False) -> dict:
         """Segment ``frame`` (B×3×H×W); a keyframe when asked or when no keyframe was seen yet.
@@ -190,15 +205,10 @@ class EVSSStream:
         ``dm_coarse``, ``dm_fine`` otherwise.
         """
         if keyframe or self.features is None:
-            logits_q = self.net.keyframe(frame)
-            self.features, self.key_pred = logits_q, logits_q.argmax(1, keepdim=True)
+            logits_q = self._start(frame)
             out = {"key_logits": logits_q, "logits": upsample4(logits_q), "keyframe": True}
         else:
-            if frame.shape != self.previous.shape:
-                raise ValueError(f"frame of shape {tuple(frame.shape)} follows one of {tuple(self.previous.shape)}; "
-                                 "every frame of a stream must have the same size")
-            flow = self.net.flow(frame, self.previous)
-            self.features = warp(self.features, flow)
+            flow = self._propagate(frame)
             out = self.net.rectify(frame, self.features, self.key_pred, self.wf)
             out.update(flow=flow, warped=self.features, keyframe=False)
         self.previous = frame

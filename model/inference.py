@@ -41,7 +41,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .blocks import ConvNormAct
 from .csrnet import BasicBlock, CSRNetBackbone
 from .fusion import coarse_distortion, merge_argmax, merge_quarter, upsample_argmax
-from .warp import warp
+from .evss import EVSSStream
 
 __all__ = ["fold_batchnorm", "optimize_for_inference", "InferenceEVSS", "PredStream"]
 
@@ -160,7 +160,7 @@ class InferenceEVSS(nn.Module):
         return out["pred"]
 
 
-class PredStream:
+class PredStream(EVSSStream):
     """Prediction-only counterpart of :class:`model.EVSSStream` (same semantics: raw warped features
     propagate, corrections do not), for an :class:`InferenceEVSS` or a plain ``EVSS``
     (``net.stream(pred_only=True)``).
@@ -171,17 +171,9 @@ class PredStream:
     """
 
     def __init__(self, net, wf: float):
-        self.net = net
-        self.wf = wf
-        self.previous: Tensor | None = None
-        self.features: Tensor | None = None
-        self.key_pred: Tensor | None = None
+        super().__init__(net, wf)
         self._prepare = getattr(net, "prepare", None)
         self._merge = getattr(net, "merge_pred", None)
-
-    def _conet(self, frame: Tensor, warped: Tensor):
-        conet = self.net.conet
-        return conet(frame, warped)
 
     @torch.no_grad()
     def step(self, frame: Tensor, keyframe: bool = False) -> dict:
@@ -189,17 +181,12 @@ class PredStream:
         if self._prepare is not None:
             frame = self._prepare(frame)
         if keyframe or self.features is None:
-            logits_q = self.net.keyframe(frame)
-            self.features, self.key_pred = logits_q, logits_q.argmax(1, keepdim=True)
+            logits_q = self._start(frame)
             out = {"key_logits": logits_q, "keyframe": True, "pred": upsample_argmax(logits_q, size)}
         else:
-            if frame.shape != self.previous.shape:
-                raise ValueError(f"frame of shape {tuple(frame.shape)} follows one of {tuple(self.previous.shape)}; "
-                                 "every frame of a stream must have the same size")
-            flow = self.net.flow(frame, self.previous)
-            self.features = warp(self.features, flow)
+            flow = self._propagate(frame)
             dm_coarse = coarse_distortion(self.key_pred, self.features)
-            edge, update = self._conet(frame, self.features)
+            edge, update = self.net.conet(frame, self.features)
             if self._merge is not None:
                 pred = self._merge(self.features, update, edge, dm_coarse, self.wf, size)
             else:
