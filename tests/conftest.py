@@ -28,3 +28,14 @@ def make_weights(reference_dir: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tools called in-process may set torch's thread count; later tests run with the default again
+    (float rounding, hence near-tie argmaxes in the golden tests, depends on it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split", default="val", help="CamVid split folder whose consecutive frames are used")
     p.add_argument("--limit", type=int, default=None, help="only the first N CamVid pairs")
     p.add_argument("--out", default="runs/flow_eval", help="output folder")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (and OpenCV's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (and OpenCV's); default: torch's")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     for name in args.estimators:
@@ -88,12 +88,10 @@ def markdown_table(result: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
-    try:
+    if args.threads:
+        torch.set_num_threads(args.threads)
         import cv2
-        cv2.setNumThreads(max(1, args.threads))
-    except ImportError:
-        pass
+        cv2.setNumThreads(args.threads)
     from engine.atomic import atomic_write_json, atomic_write_text
     from engine.environment import collect_env
     from engine.flow_eval import (
@@ -113,7 +111,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"order": names, "specs": specs,
                     "descriptions": {e.name: e.description for e in estimators},
-                    "threads": args.threads, "device": args.device}
+                    "threads": torch.get_num_threads(), "device": args.device}
     start = time.perf_counter()
     if args.sintel:
         sample = load_sintel_sample(args.sintel)
