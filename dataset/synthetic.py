@@ -59,9 +59,17 @@ from .edges import edge_label
 from .labels import CAMVID, CITYSCAPES, ClassSet, colorize
 
 __all__ = [
-    "render_clip", "render_flow", "clip_seed", "SyntheticVideoDataset", "write_cityscapes_layout",
-    "write_camvid_layout", "write_segnet_layout", "TRAINID_TO_CAMVID", "TRAINID_TO_LABELID",
-    "flow_to_color", "save_preview",
+    "TRAINID_TO_CAMVID",
+    "TRAINID_TO_LABELID",
+    "SyntheticVideoDataset",
+    "clip_seed",
+    "flow_to_color",
+    "render_clip",
+    "render_flow",
+    "save_preview",
+    "write_camvid_layout",
+    "write_cityscapes_layout",
+    "write_segnet_layout",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -878,11 +886,11 @@ def _face_uv(q: np.ndarray, face: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 def _shade_building(scene, pid, q, face, fp):
     par = scene["params"][pid].T
-    floor_h, spacing, ww, wh, shop, uoff, office, grain = par
+    floor_h, spacing, ww, wh, shop, uoff, _office, grain = par
     color = scene["color"][pid]
     glass = scene["color2"][pid]
     tex = scene["tex"][pid]
-    axis, upper, size = face
+    axis, _, size = face
     u, v = _face_uv(q, face)
     height = size[1]
     f = fp
@@ -973,7 +981,7 @@ def _shade_sign(scene, pid, q, face, fp):
 
 
 def _shade_light(scene, pid, q, face, fp):
-    axis, upper, size = face
+    axis, upper, _ = face
     u, v = _face_uv(q, face)
     lit = scene["params"][pid, 0]
     col = np.full((u.size, 3), 0.08, np.float32)
@@ -1034,7 +1042,6 @@ def _shade_car(scene, pid, q, face, fp):
     # front and back
     endf = axis == 2
     is_front = endf & (upper == (heading > 0))
-    is_back = endf & ~(upper == (heading > 0))
     cu = u - 0.5 * sx
     lamp_v = _band(v - 0.75, 0.08, fp)
     lamps = lamp_v * np.maximum(_band(cu - (0.5 * sx - 0.25), 0.15, fp), _band(cu + (0.5 * sx - 0.25), 0.15, fp))
@@ -1056,7 +1063,7 @@ def _shade_car(scene, pid, q, face, fp):
 
 def _shade_cabin(scene, pid, q, face, fp):
     color = scene["color"][pid]
-    axis, upper, size = face
+    axis, _, size = face
     u, v = _face_uv(q, face)
     sx, sy, sz = size
     glass = np.array([0.1, 0.12, 0.15], np.float32) * (1 + 0.5 * _fbm(u, v, scene["tex"][pid], 2.0, 1, fp))[:, None]
@@ -1232,12 +1239,13 @@ class SyntheticVideoDataset(Dataset):
     at all ``offsets`` lie in the clip (every ``label_stride``-th such t). Sample:
     ``frames`` float32 (2, 3, H, W) RGB in [0, 1] = [neighbour t+j, labelled t]; ``label`` int64
     (H, W); ``edge`` int64 (H, W) (:func:`dataset.edges.edge_label` of the full label); ``offset``
-    and ``gap`` = j; ``id`` str; ``flow`` float32 (2, H, W): the exact flow from the labelled frame to
-    the neighbour (for every offset, computed directly from the scene, not composed), i.e. sampling
-    the neighbour at pixel + flow reproduces the labelled frame where it is visible. ``transform``
-    is called as ``transform(sample, rng)`` with a numpy Generator seeded from
-    ``(seed, epoch, index)`` (see :meth:`set_epoch`); it must crop/flip ``flow`` with the frames
-    (negating its x component on a horizontal flip).
+    and ``gap`` = j; ``id`` str; with ``with_flow=True`` also ``flow`` float32 (2, H, W): the exact
+    flow from the labelled frame to the neighbour (for every offset, computed directly from the
+    scene, not composed; about 5–10 ms per sample at 128×256), i.e. sampling the neighbour at
+    pixel + flow reproduces the labelled frame where it is visible. ``transform`` is called as
+    ``transform(sample, rng)`` with a numpy Generator seeded from ``(seed, epoch, index)`` (see
+    :meth:`set_epoch`); with ``with_flow=True`` it must crop/flip/scale ``flow`` with the frames
+    (negating its x component on a horizontal flip, scaling its values with the image).
 
     Evaluation mode: one sample per clip, the ``window`` frames ending at the clip's last frame:
     ``frames`` float32 (T, 3, H, W) (labelled frame last); ``label`` int64 (H, W); ``labels`` int64
@@ -1249,7 +1257,7 @@ class SyntheticVideoDataset(Dataset):
                  height: int = 128, width: int = 256, num_classes: int = 19,
                  offsets: Sequence[int] = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5), window: int = 10,
                  transform: Callable[[Sample, np.random.Generator], Sample] | None = None, seed: int = 0,
-                 label_stride: int = 1, with_flow: bool = True) -> None:
+                 label_stride: int = 1, with_flow: bool = False) -> None:
         if split not in SPLIT_CODES:
             raise ValueError(f"split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         if mode not in ("train", "eval"):

@@ -13,8 +13,17 @@ import torch
 
 from dataset.edges import edge_label
 from dataset.synthetic import (
-    TRAINID_TO_CAMVID, TRAINID_TO_LABELID, SyntheticVideoDataset, clip_seed, main, render_clip, render_flow,
-    write_camvid_layout, write_cityscapes_layout, write_segnet_layout)
+    TRAINID_TO_CAMVID,
+    TRAINID_TO_LABELID,
+    SyntheticVideoDataset,
+    clip_seed,
+    main,
+    render_clip,
+    render_flow,
+    write_camvid_layout,
+    write_cityscapes_layout,
+    write_segnet_layout,
+)
 
 H, W = 64, 128
 
@@ -128,7 +137,7 @@ def test_flow_over_four_frames_is_sensitive(clip):
     visible = ~occ & _away_from(occ)
     errors = []
     for candidate in (flow, np.zeros_like(flow), flow + np.array([1.0, 0.0], np.float32)[:, None, None]):
-        warped, inside = _sample_nearest(clip["labels"][1], candidate)
+        warped, _ = _sample_nearest(clip["labels"][1], candidate)
         errors.append(np.mean(warped[visible] != clip["labels"][5][visible]))
     assert errors[0] < 0.05 and errors[0] < 0.4 * errors[1] and errors[0] < 0.6 * errors[2], errors
 
@@ -141,7 +150,7 @@ def test_backward_flow_reproduces_texture(clip):
         edges = edge_label(clip["labels"][t], 255, ()) == 1  # object outlines are not anti-aliased
         keep = ~occ & _away_from(occ, 2) & _away_from(edges, 1)
 
-        def error(f):
+        def error(f, t=t, keep=keep):
             return np.abs(_sample_bilinear(clip["frames"][t - 1], f) - clip["frames"][t]).mean(-1)[keep]
 
         err = error(flow)
@@ -206,7 +215,7 @@ def test_training_samples():
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])  # mixed offsets collate
     assert batch["frames"].shape == (4, 2, 3, H, W) and batch["flow"].shape == (4, 2, H, W)
     no_flow = SyntheticVideoDataset("train", "train", num_clips=1, clip_len=8, height=H, width=W, offsets=(-1,))
-    assert "flow" not in no_flow[0] or no_flow.with_flow
+    assert "flow" not in no_flow[0]  # the default: no flow
     with pytest.raises(ValueError):
         SyntheticVideoDataset("train", "train", num_clips=1, clip_len=5, height=H, width=W)
 
