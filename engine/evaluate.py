@@ -464,9 +464,6 @@ def evaluate_distances(net, dataset, distances: Sequence[int] = DEFAULT_DISTANCE
         cm.all_reduce()
     num = torch.tensor([count], dtype=torch.int64, device=device)
     if world > 1:
-        num = num.to(device)
-        if dist.get_backend() == "nccl" and num.device.type != "cuda":
-            num = num.cuda()
         dist.all_reduce(num)
     if state is not None:
         state.all_reduce()
