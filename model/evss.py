@@ -109,14 +109,16 @@ class EVSS(nn.Module):
         stream = self.stream(wf)
         out = stream.step(frames[0], keyframe=True)
         key_logits = out["key_logits"]
+        if len(frames) == 1:
+            return out
         flows, warped = [], []
-        for frame in frames[1:]:
-            out = stream.step(frame)
-            flows.append(out["flow"])
-            warped.append(out["warped"])
-        if len(frames) > 1:
-            del out["flow"]
-            out.update(key_logits=key_logits, flows=flows, warped=warped)
+        for frame in frames[1:-1]:  # intermediate frames are only propagated, as in the original
+            flows.append(stream.propagate(frame))
+            warped.append(stream.features)
+        out = stream.step(frames[-1])
+        flows.append(out.pop("flow"))
+        warped.append(out["warped"])
+        out.update(key_logits=key_logits, flows=flows, warped=warped)
         return out
 
     def stream(self, wf: float | None = None, pred_only: bool = False):
@@ -194,6 +196,16 @@ class EVSSStream:
                              "every frame of a stream must have the same size")
         flow = self.net.flow(frame, self.previous)
         self.features = warp(self.features, flow)
+        return flow
+
+    @torch.no_grad()
+    def propagate(self, frame: Tensor) -> Tensor:
+        """Carry the features to a non-keyframe whose segmentation is not needed (no CoNet, no
+        fusion): later steps are unchanged, since corrections never propagate. Returns the flow."""
+        if self.features is None:
+            raise ValueError("propagate() needs a keyframe first: call step(frame, keyframe=True)")
+        flow = self._propagate(frame)
+        self.previous = frame
         return flow
 
     @torch.no_grad()
