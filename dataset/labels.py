@@ -36,6 +36,20 @@ class ClassSet:
         return len(self.names)
 
 
+class HasClasses:
+    """For data sets with a ``classes`` :class:`ClassSet`: its ``num_classes`` and ``ignore_index``."""
+
+    classes: ClassSet
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.classes.ignore_index
+
+
 class CityscapesLabel(NamedTuple):
     """One row of the official Cityscapes label table (``train_id`` 255 = ignored)."""
 

@@ -56,7 +56,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .edges import edge_label
-from .labels import CAMVID, CITYSCAPES, ClassSet, colorize
+from .labels import CAMVID, CITYSCAPES, ClassSet, HasClasses, colorize
 
 __all__ = [
     "TRAINID_TO_CAMVID",
@@ -1226,7 +1226,7 @@ def _pair_flow(scene: dict, height: int, width: int, source: int, target: int,
 Sample = dict[str, Any]
 
 
-class SyntheticVideoDataset(Dataset):
+class SyntheticVideoDataset(HasClasses, Dataset):
     """Synthetic clips as training pairs or evaluation windows (every frame is labelled).
 
     Clip ``i`` of a split is ``render_clip(clip_seed(split, i, seed), clip_len, height, width,
@@ -1286,14 +1286,6 @@ class SyntheticVideoDataset(Dataset):
             if self.window < 1 or self.clip_len < self.window:
                 raise ValueError(f"clip_len {clip_len} must be ≥ window {window} ≥ 1 in eval mode")
             self.items = [(c, self.clip_len - 1, 0) for c in range(self.num_clips)]
-
-    @property
-    def num_classes(self) -> int:
-        return self.classes.num_classes
-
-    @property
-    def ignore_index(self) -> int:
-        return self.classes.ignore_index
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose augmentation the next iterator draws."""

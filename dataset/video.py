@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from .edges import edge_label
 from .errors import MissingFileError, SequenceBoundaryError
 from .files import IMAGE_EXTENSIONS, check_same_size, read_frames, read_label
-from .labels import ClassSet
+from .labels import ClassSet, HasClasses
 from .lists import ListEntry
 
 Sample = dict[str, Any]
@@ -207,19 +207,11 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)).div_(255.0)
 
 
-class _LabelledVideo(Dataset):
+class _LabelledVideo(HasClasses, Dataset):
     """Loading shared by pairs and windows: frames + checked label as tensors."""
 
     def __init__(self, classes: ClassSet) -> None:
         self.classes = classes
-
-    @property
-    def num_classes(self) -> int:
-        return self.classes.num_classes
-
-    @property
-    def ignore_index(self) -> int:
-        return self.classes.ignore_index
 
     def _load(self, frame_paths: Sequence[str], label_path: str) -> tuple[np.ndarray, np.ndarray]:
         frames = read_frames(frame_paths)
