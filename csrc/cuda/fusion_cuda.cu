@@ -25,12 +25,33 @@ __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, 
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
 
+// Where output pixel i (flat index over B×oh×ow) reads the ×4-upsampled maps: batch, the four
+// corners on the h×w grid and their bilinear weights.
+template <typename T>
+struct Up4Tap {
+  int64_t b, i00, i01, i10, i11;
+  T ly0, ly1, lx0, lx1;
+};
+
+template <typename T>
+__device__ __forceinline__ Up4Tap<T> up4_tap(int64_t i, int64_t h, int64_t w, int64_t oh, int64_t ow) {
+  Up4Tap<T> t;
+  int64_t y0, y1, x0, x1;
+  up4_index<T>((i / ow) % oh, h, y0, y1, t.ly0, t.ly1);
+  up4_index<T>(i % ow, w, x0, x1, t.lx0, t.lx1);
+  t.b = i / (ow * oh);
+  t.i00 = y0 * w + x0;
+  t.i01 = y0 * w + x1;
+  t.i10 = y1 * w + x0;
+  t.i11 = y1 * w + x1;
+  return t;
+}
+
 template <typename scalar_t, typename T>
-__device__ __forceinline__ T bilinear(const scalar_t* __restrict__ p, int64_t w, int64_t y0, int64_t y1,
-                                      int64_t x0, int64_t x1, T ly0, T ly1, T lx0, T lx1) {
-  const T t0 = add_rn(mul_rn(static_cast<T>(p[y0 * w + x0]), lx0), mul_rn(static_cast<T>(p[y0 * w + x1]), lx1));
-  const T t1 = add_rn(mul_rn(static_cast<T>(p[y1 * w + x0]), lx0), mul_rn(static_cast<T>(p[y1 * w + x1]), lx1));
-  return add_rn(mul_rn(t0, ly0), mul_rn(t1, ly1));
+__device__ __forceinline__ T bilinear(const scalar_t* __restrict__ p, const Up4Tap<T>& t) {
+  const T t0 = add_rn(mul_rn(static_cast<T>(p[t.i00]), t.lx0), mul_rn(static_cast<T>(p[t.i01]), t.lx1));
+  const T t1 = add_rn(mul_rn(static_cast<T>(p[t.i10]), t.lx0), mul_rn(static_cast<T>(p[t.i11]), t.lx1));
+  return add_rn(mul_rn(t0, t.ly0), mul_rn(t1, t.ly1));
 }
 
 template <typename scalar_t>
@@ -45,17 +66,12 @@ __global__ void fused_merge_argmax_kernel(const scalar_t* __restrict__ W, const 
   const T bwf = static_cast<T>(wf);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int64_t x = i % ow;
-    const int64_t y = (i / ow) % oh;
-    const int64_t b = i / (ow * oh);
-    int64_t y0, y1, x0, x1;
-    T ly0, ly1, lx0, lx1;
-    up4_index<T>(y, h, y0, y1, ly0, ly1);
-    up4_index<T>(x, w, x0, x1, lx0, lx1);
+    const Up4Tap<T> tap = up4_tap<T>(i, h, w, oh, ow);
+    const int64_t b = tap.b;
     const scalar_t* Eb = E + b * 2 * plane;
-    const T e0 = bilinear<scalar_t, T>(Eb, w, y0, y1, x0, x1, ly0, ly1, lx0, lx1);
-    const T e1 = bilinear<scalar_t, T>(Eb + plane, w, y0, y1, x0, x1, ly0, ly1, lx0, lx1);
-    const T dc = bilinear<scalar_t, T>(D + b * plane, w, y0, y1, x0, x1, ly0, ly1, lx0, lx1);
+    const T e0 = bilinear<scalar_t, T>(Eb, tap);
+    const T e1 = bilinear<scalar_t, T>(Eb + plane, tap);
+    const T dc = bilinear<scalar_t, T>(D + b * plane, tap);
     const T mx = e0 > e1 ? e0 : e1;
     const T z0 = exp(e0 - mx);
     const T z1 = exp(e1 - mx);
@@ -67,8 +83,8 @@ __global__ void fused_merge_argmax_kernel(const scalar_t* __restrict__ W, const 
     T best = 0;
     int64_t arg = 0;
     for (int64_t c = 0; c < C; ++c) {
-      const T wu = bilinear<scalar_t, T>(Wb + c * plane, w, y0, y1, x0, x1, ly0, ly1, lx0, lx1);
-      const T uu = bilinear<scalar_t, T>(Ub + c * plane, w, y0, y1, x0, x1, ly0, ly1, lx0, lx1);
+      const T wu = bilinear<scalar_t, T>(Wb + c * plane, tap);
+      const T uu = bilinear<scalar_t, T>(Ub + c * plane, tap);
       const T m = add_rn(mul_rn(wu, om), mul_rn(uu, dm));
       if (c == 0 || m > best || (m != m && best == best)) {
         best = m;
@@ -87,18 +103,13 @@ __global__ void upsample_argmax_kernel(const scalar_t* __restrict__ L, int64_t B
   const int64_t plane = h * w;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int64_t x = i % ow;
-    const int64_t y = (i / ow) % oh;
-    const int64_t b = i / (ow * oh);
-    int64_t y0, y1, x0, x1;
-    T ly0, ly1, lx0, lx1;
-    up4_index<T>(y, h, y0, y1, ly0, ly1);
-    up4_index<T>(x, w, x0, x1, lx0, lx1);
+    const Up4Tap<T> tap = up4_tap<T>(i, h, w, oh, ow);
+    const int64_t b = tap.b;
     const scalar_t* Lb = L + b * C * plane;
     T best = 0;
     int64_t arg = 0;
     for (int64_t c = 0; c < C; ++c) {
-      const T m = bilinear<scalar_t, T>(Lb + c * plane, w, y0, y1, x0, x1, ly0, ly1, lx0, lx1);
+      const T m = bilinear<scalar_t, T>(Lb + c * plane, tap);
       if (c == 0 || m > best || (m != m && best == best)) {
         best = m;
         arg = c;
