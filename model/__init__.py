@@ -4,6 +4,7 @@ from .conet import CoNet
 from .csrnet import CSRNet
 from .evss import EVSS, EVSSStream
 from .flownet import FlowNetS
+from .recurrent import ConvGRUCell, ConvLSTMCell, RecurrentCSRNet, RecurrentStream
 from .warp import warp, warp_backend
 
 
@@ -13,5 +14,16 @@ def build_evss(num_classes: int = 19, pretrained_backbone: bool = False, **kwarg
     return EVSS(num_classes, pretrained_backbone=pretrained_backbone, **kwargs)
 
 
+def build_recurrent(num_classes: int = 19, cell: str = "convlstm", csrnet: str | None = None, **kwargs) -> RecurrentCSRNet:
+    """CSRNet with a ConvLSTM (``cell="convlstm"``) or ConvGRU (``"convgru"``) on its 1/32 feature;
+    ``csrnet`` (a stage-1 or released CSRNet checkpoint) initialises the keyframe network.
+    ``kwargs`` go to :class:`RecurrentCSRNet` (``hidden_channels``, ``kernel_size``)."""
+    net = RecurrentCSRNet(num_classes, cell=cell, **kwargs)
+    if csrnet is not None:
+        load_checkpoint(net.csrnet, csrnet)
+    return net
+
+
 __all__ = ["EVSS", "EVSSStream", "CSRNet", "FlowNetS", "CoNet", "build_evss", "load_checkpoint",
-           "released_to_clean", "clean_to_released", "CheckpointError", "warp", "warp_backend"]
+           "released_to_clean", "clean_to_released", "CheckpointError", "warp", "warp_backend",
+           "RecurrentCSRNet", "RecurrentStream", "ConvLSTMCell", "ConvGRUCell", "build_recurrent"]

@@ -89,11 +89,18 @@ class CSRNetBackbone(nn.Module):
         self.upsample_up3 = nn.ModuleList([UpsampleSK(features, features, features, relu)])
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.decode(*self.encode(x))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The ResNet-18 encoder: features at 1/4, 1/8, 1/16 and 1/32 (64, 128, 256, 512 channels)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         s4 = self.layer1(x)
         s8 = self.layer2(s4)
         s16 = self.layer3(s8)
-        s32 = self.layer4(s16)
+        return s4, s8, s16, self.layer4(s16)
+
+    def decode(self, s4: Tensor, s8: Tensor, s16: Tensor, s32: Tensor) -> Tensor:
+        """The SPP/SK decoder on the encoder's features: 128 channels at 1/4 resolution."""
         a16 = self.upsample[0](self.spp(s32), s16)
         a8 = self.upsample[1](a16, s8)
         a4 = self.upsample[2](a8, s4)

@@ -1,16 +1,19 @@
 """Train one EVSS stage: the keyframe CSRNet, the FlowNet, or EVSS itself (FlowNet + CoNet).
 
-    python -m tools.train --stage csrnet|flownet|evss --config configs/<recipe>.yaml [key=value ...]
+    python -m tools.train --stage csrnet|flownet|evss|recurrent --config configs/<recipe>.yaml [key=value ...]
     torchrun --nproc_per_node N -m tools.train --stage ... (DistributedDataParallel; nccl / gloo)
 
 Stages
   csrnet   stage 1: CSRNet on labelled frames (the authors' recipe: Adam (0.9, 0.99), lr 4e-4 for new
            layers, lr/4 and weight decay/4 for the ImageNet encoder, weight decay 1e-4, cosine to 1e-6,
-           random scale, mirror, crop, cross-entropy with the ignore label).
+           random scale, mirror, crop, cross-entropy with the ignore label). Optional ETC temporal
+           losses on consecutive-frame pairs (``etc:``; see tools/train_temporal.py).
   flownet  stage 1b: FlowNetS without downloaded weights: distilled from OpenCV DIS flow and/or
            self-supervised (photometric + smoothness, occlusion-aware).
   evss     stage 2: CSRNet frozen, FlowNet and CoNet trained with the model's own loss (Adam 1e-4,
            cosine to 1e-6); periodic evaluation at keyframe distances {1, 5, 9}.
+  recurrent  CSRNet + ConvLSTM/ConvGRU from a stage-1 checkpoint, truncated BPTT on windows of
+           consecutive frames, the thesis's consistency losses as options (tools/train_temporal.py).
 
 Every run folder holds config.yaml, env.json, git_revision, last/best/final.pth and TensorBoard
 events; a run resumes from its last.pth automatically (``train.auto_resume=false`` to refuse) or from
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 from engine import distributed as ddp
 from engine.config import ConfigError, build_config
 from engine.trainer import TRAINER_DEFAULTS, Stage, Trainer
+from tools.train_temporal import ETC_DEFAULTS, RECURRENT_DEFAULTS, ETCObjective, RecurrentStage
 
 log = logging.getLogger("evss.train")
 
@@ -62,6 +66,7 @@ STAGE_DEFAULTS = {
                   "schedule": "cosine", "schedule_unit": "epoch", "min_lr": 1e-6},
         "data": {"crop": [768, 768], "scale": [0.75, 2.0]},
         "model": {"pretrained_backbone": True, "init": None},
+        "etc": ETC_DEFAULTS,
     },
     "flownet": {
         "train": {"epochs": 20, "batch_size": 8},
@@ -94,6 +99,7 @@ STAGE_DEFAULTS = {
                   "loss_weights": [0.2, 0.5, 0.1, 0.2], "allow_random_csrnet": False},
         "eval": {"distances": [1, 5, 9], "plain_warp": True},
     },
+    "recurrent": RECURRENT_DEFAULTS,
 }
 
 
@@ -183,6 +189,10 @@ class CSRNetStage(Stage):
     name = "csrnet"
     score_name = "miou"
 
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        self.etc = ETCObjective(cfg)
+
     def build_model(self) -> nn.Module:
         from model import CSRNet, load_checkpoint
         m = self.cfg["model"]
@@ -201,7 +211,9 @@ class CSRNetStage(Stage):
 
     def train_dataset(self):
         offsets = self.cfg["data"]["offsets"]
-        if offsets is None:  # only the labelled frame is used; the synthetic set needs a non-zero offset
+        if offsets is None and self.etc.enabled:  # ETC pairs: (labelled frame t, frame t + offset)
+            offsets = [int(self.cfg["etc"]["offset"])]
+        elif offsets is None:  # only the labelled frame is used; the synthetic set needs a non-zero offset
             offsets = [-1] if self.cfg["data"]["name"] == "synthetic" else [0]
         return build_train_set(self.cfg, offsets)
 
@@ -210,9 +222,16 @@ class CSRNetStage(Stage):
 
     def train_step(self, model: nn.Module, batch: dict) -> dict:
         frames, label = batch["frames"][:, -1], batch["label"]
-        logits = _full_res(model(frames), label.shape[-2:])
-        loss = F.cross_entropy(logits.float(), label, ignore_index=self.cfg["data"]["ignore_index"])
-        return {"loss": loss}
+        if not self.etc.enabled:
+            logits = _full_res(model(frames), label.shape[-2:])
+            loss = F.cross_entropy(logits.float(), label, ignore_index=self.cfg["data"]["ignore_index"])
+            return {"loss": loss}
+        neighbour = batch["frames"][:, 0]
+        logits_q, neighbour_q = model(torch.cat([frames, neighbour])).chunk(2)
+        ce = F.cross_entropy(_full_res(logits_q, label.shape[-2:]).float(), label,
+                             ignore_index=self.cfg["data"]["ignore_index"])
+        out = self.etc.losses(frames, neighbour, logits_q, neighbour_q, _full_res)
+        return {**out, "loss_ce": ce, "loss": ce + out["loss_etc"]}
 
     def evaluate(self, model: nn.Module, dataset, device) -> dict:
         from engine.metrics import ConfusionMatrix
@@ -428,7 +447,7 @@ class EVSSStage(Stage):
         return {"metrics": metrics, "images": images}
 
 
-STAGES = {"csrnet": CSRNetStage, "flownet": FlowNetStage, "evss": EVSSStage}
+STAGES = {"csrnet": CSRNetStage, "flownet": FlowNetStage, "evss": EVSSStage, "recurrent": RecurrentStage}
 
 
 # ---------------------------------------------------------------------------------------------- CLI
