@@ -2,6 +2,7 @@
 from .checkpoint import CheckpointError, clean_to_released, load_checkpoint, released_to_clean
 from .conet import CoNet
 from .csrnet import CSRNet
+from .davss import DAVSS, DAVSSStream
 from .evss import EVSS, EVSSStream
 from .flownet import FlowNetS
 from .recurrent import ConvGRUCell, ConvLSTMCell, RecurrentCSRNet, RecurrentStream
@@ -12,6 +13,14 @@ def build_evss(num_classes: int = 19, pretrained_backbone: bool = False, **kwarg
     """EVSS with random weights (no downloads); ``pretrained_backbone`` takes ImageNet weights from
     torchvision's local cache only. ``kwargs`` go to :class:`EVSS` (``wf``, ``loss_weights``, ...)."""
     return EVSS(num_classes, pretrained_backbone=pretrained_backbone, **kwargs)
+
+
+def build_davss(num_classes: int = 19, align_corners: bool = False, keyframe: str = "deeplabv3plus",
+                **kwargs) -> DAVSS:
+    """DAVSS with random weights: keyframe network ``"deeplabv3plus"`` (as released) or ``"csrnet"``;
+    ``align_corners`` of its resizes (the original: False for Cityscapes evaluation, True for CamVid
+    and training). ``kwargs`` go to :class:`DAVSS` (``ignore_index``, ``cfnet_loss_broadcast``)."""
+    return DAVSS(num_classes, align_corners=align_corners, keyframe=keyframe, **kwargs)
 
 
 def build_recurrent(num_classes: int = 19, cell: str = "convlstm", csrnet: str | None = None, **kwargs) -> RecurrentCSRNet:
@@ -26,4 +35,5 @@ def build_recurrent(num_classes: int = 19, cell: str = "convlstm", csrnet: str |
 
 __all__ = ["EVSS", "EVSSStream", "CSRNet", "FlowNetS", "CoNet", "build_evss", "load_checkpoint",
            "released_to_clean", "clean_to_released", "CheckpointError", "warp", "warp_backend",
+           "DAVSS", "DAVSSStream", "build_davss",
            "RecurrentCSRNet", "RecurrentStream", "ConvLSTMCell", "ConvGRUCell", "build_recurrent"]

@@ -8,6 +8,11 @@ Layouts
   clean         : this project's ``EVSS.state_dict()``: ``csrnet.*``, ``flownet.*``, ``conet.*``, no
                   duplicates, no prefixes, no unused buffers.
   project       : a training checkpoint ``{"model": clean state_dict, ...}``.
+
+DAVSS (``make_weights_davss.py`` layouts): ``scnet`` (the whole net, 1041 keys) and ``scnet_ddp``
+(the same with ``module.``) load into the whole net; ``dmnet`` (59 keys, no prefix) into ``net.dmnet``;
+``pretrained`` (``deeplab.*`` + ``flownet.*``) into those parts, leaving ``cfnet``/``dmnet`` as they
+are (the net lists them in ``optional_checkpoint_parts``; the original loads that file non-strict).
 """
 from __future__ import annotations
 
@@ -23,8 +28,11 @@ UNUSED_BUFFERS = ("img_mean", "img_std")
 #: The original backbone's unused image statistics (0–255 scale), restored when converting back.
 IMG_MEAN = (73.1584, 82.9090, 72.3924)
 IMG_STD = (44.9149, 46.1529, 45.3192)
-#: Where a partial checkpoint goes in an EVSS net, recognised by a key it must contain.
-PARTS = (("csrnet", "logits.conv.weight"), ("flownet", "predict_flow2.weight"), ("conet", "predict_cc.weight"))
+#: Where a partial checkpoint goes in an EVSS or DAVSS net, recognised by a key it must contain
+#: (a part is tried only when the net has a child of that name).
+PARTS = (("csrnet", "logits.conv.weight"), ("flownet", "predict_flow2.weight"), ("conet", "predict_cc.weight"),
+         ("deeplab", "xception_features.entry_flow_conv1_1.conv.weight"), ("cfnet", "predict_cc.weight"),
+         ("dmnet", "conv4.weight"))
 
 
 class CheckpointError(RuntimeError):
@@ -115,16 +123,22 @@ def load_checkpoint(net: nn.Module, source: str | os.PathLike | Mapping, strict:
     """Load any released or project checkpoint into ``net`` (an EVSS net or one of its parts).
 
     Accepts the released full EVSS checkpoint (with or without ``module.``), a CSRNet-only or
-    FlowNet-only checkpoint (loaded into the matching part of an EVSS net), and this project's
-    checkpoints. Tensors are mapped to the device of ``net``. Returns the part that was loaded
-    (``""`` for the whole net). Any mismatch raises :class:`CheckpointError` listing the missing,
-    unexpected and wrongly shaped keys.
+    FlowNet-only checkpoint (loaded into the matching part of an EVSS net), every released DAVSS
+    layout (see the module doc), and this project's checkpoints. Tensors are mapped to the device
+    of ``net``. Returns the part that was loaded (``""`` for the whole net, e.g. ``"deeplab,flownet"``
+    when a whole-net file leaves out parts the net allows to be absent). Any mismatch raises
+    :class:`CheckpointError` listing the missing, unexpected and wrongly shaped keys.
     """
     device = next(net.parameters()).device
     state = read_state_dict(source, map_location=device)
     prefix = _target_prefix(net, state)
     target = net.get_submodule(prefix.rstrip(".")) if prefix else net
     own = target.state_dict()
+    absent = [] if prefix else [p for p in getattr(net, "optional_checkpoint_parts", ())
+                                if not any(k.startswith(p + ".") for k in state)]
+    if absent:
+        own = OrderedDict((k, v) for k, v in own.items() if k.split(".", 1)[0] not in absent)
+        prefix = ",".join(n for n, _ in net.named_children() if n not in absent)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -137,7 +151,7 @@ def load_checkpoint(net: nn.Module, source: str | os.PathLike | Mapping, strict:
             if keys:
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else ""))
         raise CheckpointError("\n".join(lines))
-    target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
+    target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict and not absent)
     return prefix.rstrip(".")
 
 
