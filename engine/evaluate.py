@@ -14,6 +14,11 @@ pass the run also scores
 * **plain warping** at each d: the argmax of the warped logits upsampled ×4 (bilinear), without
   rectification, i.e. what the correction buys.
 
+The same protocol serves DAVSS (:class:`model.DAVSS`): what propagates from the keyframe is the
+net's ``carry(frame, logits)`` (DAVSS: the logits and the 1/4 keyframe image), warped along the
+same chained flows; ``rectify`` is DAVSS's DMNet + CFNet + merge; ``upsample`` its own ×4 resize
+(its ``align_corners``). A net without these methods (EVSS) propagates the logits themselves.
+
 One pass per window serves every distance: the flow between frames t−1 and t is the same whatever
 the keyframe, so each of the ``max(d)`` flows is computed once, CSRNet runs once per keyframe
 position, and only the cheap chained warps and the one rectification per distance are repeated.
@@ -60,13 +65,32 @@ from torch import Tensor
 from engine.metrics import ConfusionMatrix, TemporalConsistency, VideoConsistency
 
 __all__ = ["DEFAULT_DISTANCES", "ORIGINAL_DISTANCES", "WindowEvaluator", "evaluate_distances",
-           "make_flow_estimator", "parse_distances", "shard_indices"]
+           "make_flow_estimator", "parse_distances", "shard_indices", "upsample_logits", "carry_state",
+           "carried_logits"]
 
 DEFAULT_DISTANCES = tuple(range(1, 10))
 #: The distances the original's validation scripts report.
 ORIGINAL_DISTANCES = (3, 5, 7, 9)
 
 PredictionHook = Callable[[str, str, Tensor], None]
+
+
+def upsample_logits(net, logits_q: Tensor) -> Tensor:
+    """The net's ×4 upsampling of 1/4-grid logits (``net.upsample`` when it has one, else bilinear
+    with align_corners=False, EVSS's)."""
+    from model.blocks import upsample4
+
+    return net.upsample(logits_q) if hasattr(net, "upsample") else upsample4(logits_q)
+
+
+def carry_state(net, frame: Tensor, logits_q: Tensor) -> Tensor:
+    """What propagates from a keyframe: ``net.carry(frame, logits)`` (DAVSS) or the logits (EVSS)."""
+    return net.carry(frame, logits_q) if hasattr(net, "carry") else logits_q
+
+
+def carried_logits(net, state: Tensor) -> Tensor:
+    """The warped logits inside a propagated state (see :func:`carry_state`)."""
+    return net.carried_logits(state) if hasattr(net, "carried_logits") else state
 
 
 def parse_distances(text: str | Iterable[int]) -> List[int]:
@@ -120,9 +144,9 @@ class WindowEvaluator:
     """The model's intermediate results on one window, each computed at most once.
 
     Args:
-        net: an :class:`model.EVSS` in eval mode.
+        net: an :class:`model.EVSS` or :class:`model.DAVSS` in eval mode.
         frames: T×3×H×W float RGB in [0, 1] (on the net's device), labelled frame last.
-        wf: weight of the coarse distortion map (None: ``net.wf``).
+        wf: weight of the coarse distortion map (None: ``net.wf``; unused by DAVSS).
     """
 
     def __init__(self, net, frames: Tensor, wf: Optional[float] = None) -> None:
@@ -130,7 +154,7 @@ class WindowEvaluator:
             raise ValueError(f"frames must be T×3×H×W, got {tuple(frames.shape)}")
         self.net = net
         self.frames = frames
-        self.wf = net.wf if wf is None else float(wf)
+        self.wf = getattr(net, "wf", None) if wf is None else float(wf)
         self.size = (int(frames.shape[-2]), int(frames.shape[-1]))
         self._key: Dict[int, Tensor] = {}
         self._flow: Dict[int, Tensor] = {}
@@ -165,18 +189,16 @@ class WindowEvaluator:
 
     def keyframe_pred(self, t: Optional[int] = None) -> Tensor:
         """The keyframe network's prediction on frame t (default: the labelled frame)."""
-        from model.blocks import upsample4
-
         t = self.length - 1 if t is None else t
-        return self.to_pred(upsample4(self.key_logits(t)))
+        return self.to_pred(upsample_logits(self.net, self.key_logits(t)))
 
     def distance(self, d: int, target: Optional[int] = None) -> Dict[str, Tensor]:
         """Prediction at ``target`` (default: the labelled frame) from the keyframe ``target − d``.
 
         Returns ``pred`` (rectified, as ``segment_clip``) and ``pred_warp`` (plain warping), both
-        H×W int64; for d = 0 both are the keyframe network's prediction.
+        H×W int64, and ``rectified`` (the net's ``rectify`` outputs: distortion maps, ...); for
+        d = 0 both predictions are the keyframe network's and there is no ``rectified``.
         """
-        from model.blocks import upsample4
         from model.warp import warp
 
         target = self.length - 1 if target is None else target
@@ -188,11 +210,12 @@ class WindowEvaluator:
             pred = self.keyframe_pred(target)
             return {"pred": pred, "pred_warp": pred}
         key_logits = self.key_logits(key)
-        features = key_logits
+        features = carry_state(self.net, self.frame(key), key_logits)
         for t in range(key + 1, target + 1):
             features = warp(features, self.flow(t))
         out = self.net.rectify(self.frame(target), features, key_logits.argmax(1, keepdim=True), self.wf)
-        return {"pred": self.to_pred(out["logits"]), "pred_warp": self.to_pred(upsample4(features))}
+        pred_warp = self.to_pred(upsample_logits(self.net, carried_logits(self.net, features)))
+        return {"pred": self.to_pred(out["logits"]), "pred_warp": pred_warp, "rectified": out}
 
 
 class _StreamTrack:
@@ -210,13 +233,13 @@ class _StreamTrack:
 
     def step(self, window: WindowEvaluator, t: int) -> Tensor:
         """Prediction (H×W) on frame t of ``window``, the next frame of the stream."""
-        from model.blocks import upsample4
         from model.warp import warp
 
         if self.position % self.interval == 0 or self.features is None:
             logits_q = window.key_logits(t)
-            self.features, self.key_pred = logits_q, logits_q.argmax(1, keepdim=True)
-            logits = upsample4(logits_q)
+            self.features = carry_state(self.net, window.frame(t), logits_q)
+            self.key_pred = logits_q.argmax(1, keepdim=True)
+            logits = upsample_logits(self.net, logits_q)
         else:
             self.features = warp(self.features, window.flow(t))
             logits = self.net.rectify(window.frame(t), self.features, self.key_pred, self.wf)["logits"]
@@ -351,7 +374,8 @@ def evaluate_distances(net, dataset, distances: Sequence[int] = DEFAULT_DISTANCE
     """Evaluate ``net`` on every window of ``dataset`` at every keyframe distance.
 
     Args:
-        net: :class:`model.EVSS` (put in eval mode here; its train/eval mode is restored after).
+        net: :class:`model.EVSS` or :class:`model.DAVSS` (put in eval mode here; its train/eval mode
+            is restored after).
         dataset: evaluation windows (dicts with ``frames`` T×3×H×W float [0, 1], the labelled frame
             last, ``label`` H×W int64, ``id``; optional ``labels`` T×H×W labelling every frame).
         distances: keyframe distances d (1 ≤ d ≤ T−1; 0 is the keyframe network, always reported).
@@ -383,7 +407,7 @@ def evaluate_distances(net, dataset, distances: Sequence[int] = DEFAULT_DISTANCE
     num_classes = int(num_classes if num_classes is not None else dataset.num_classes)
     ignore_index = int(ignore_index if ignore_index is not None else getattr(dataset, "ignore_index", 255))
     device = torch.device(device)
-    wf = net.wf if wf is None else float(wf)
+    wf = getattr(net, "wf", None) if wf is None else float(wf)
     if keyframe_interval < 1:
         raise ValueError(f"keyframe_interval must be >= 1, got {keyframe_interval}")
     was_training = net.training

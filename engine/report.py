@@ -15,14 +15,16 @@ def frac(v) -> str:
 
 
 def results_markdown(results: dict, title: str) -> str:
-    """The readable report: per distance, per class, and the temporal measures."""
+    """The readable report: per distance, per class, and the temporal measures (the method's name is
+    ``results["method"]``, default EVSS)."""
+    method = results.get("method", "EVSS")
     d_keys = [str(d) for d in results["distances"]]
     has_warp = bool(results.get("miou_warp"))
     lines = [f"# {title}", "",
              f"{results['num_samples']} windows, {results['num_classes']} classes (ignore {results['ignore_index']}), "
              f"wf = {results['wf']}. IoU in %; mIoU = mean over classes with a non-empty union.", "",
              "## mIoU per keyframe distance", "",
-             "| d | EVSS (warp + correction) | plain warping | pixel acc. EVSS |",
+             f"| d | {method} (warp + correction) | plain warping | pixel acc. {method} |",
              "|---|---|---|---|",
              f"| 0 (keyframe network) | {pct(results['miou_keyframe'])} | {pct(results['miou_keyframe'])} | "
              f"{pct(results['pixel_accuracy_keyframe'])} |"]
@@ -32,7 +34,7 @@ def results_markdown(results: dict, title: str) -> str:
         warp = pct(results["miou_warp"].get(k)) if has_warp else "—"
         lines.append(f"| {k} | {pct(results['miou'][k])} | {warp} | {pct(results['pixel_accuracy'][k])} |")
     lines += ["", f"Mean over the distances: {pct(results.get('miou_mean'))}", "",
-              "## IoU per class (EVSS)", ""]
+              f"## IoU per class ({method})", ""]
     names = results.get("class_names") or [f"class {i}" for i in range(results["num_classes"])]
     header = "| class | d=0 | " + " | ".join(f"d={k}" for k in d_keys if k != "0") + " |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
@@ -51,7 +53,7 @@ def results_markdown(results: dict, title: str) -> str:
     if temporal:
         lines += ["", "## Temporal consistency", "",
                   f"Flow: {temporal['flow_source']} ({temporal['flow_description']}). "
-                  f"EVSS streaming with a keyframe every {temporal['keyframe_interval']} frames.", "",
+                  f"{method} streaming with a keyframe every {temporal['keyframe_interval']} frames.", "",
                   f"- TC (ETC measure): mask {temporal['mask_etc']}",
                   f"- TC (fb mask): {temporal['mask_fb']}",
                   f"- VC_n: {temporal['vc_definition']}", "",
@@ -59,7 +61,7 @@ def results_markdown(results: dict, title: str) -> str:
                   "|---|---|---|---|---|---|---|---|---|"]
         for name in ("evss", "keyframe"):
             t = temporal[name]
-            label = f"EVSS k={temporal['keyframe_interval']}" if name == "evss" else "keyframe network per frame"
+            label = f"{method} k={temporal['keyframe_interval']}" if name == "evss" else "keyframe network per frame"
             lines.append(f"| {label} | {pct(t['tc_etc'])} | {pct(t['tc_fb'])} | {frac(t['fb_valid_fraction'])} | "
                          f"{t['num_pairs']} | {pct(t['vc'])} | {pct(t['vc_correct'])} | {t['vc_windows']} | "
                          f"{pct(t['miou'])} |")
@@ -83,7 +85,7 @@ def plot_miou(results: dict, path: Path, title: str) -> None:
 
     x = [0] + ds
     ax.plot(x, [100 * key if key is not None else float("nan")] + series(results["miou"]), "o-",
-            label="EVSS (warp + correction)")
+            label=f"{results.get('method', 'EVSS')} (warp + correction)")
     if results.get("miou_warp"):
         ax.plot(x, [100 * key if key is not None else float("nan")] + series(results["miou_warp"]), "s--",
                 label="plain warping")

@@ -76,7 +76,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
         "lr": 1e-4,
         "betas": [0.9, 0.999],
         "weight_decay": 0.0,
-        "schedule": "cosine",     # cosine | constant
+        "schedule": "cosine",     # cosine | constant | step (×0.1 once more than half is done, DAVSS)
         "schedule_unit": "iter",  # iter | epoch
         "min_lr": 1e-6,
     },
@@ -121,6 +121,16 @@ class Stage:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+class HalfStepFactor:
+    """LambdaLR factor of DAVSS's schedule: 1, then 0.1 once more than half of ``total`` steps are done."""
+
+    def __init__(self, total: int):
+        self.total = max(1, int(total))
+
+    def __call__(self, step: int) -> float:
+        return 0.1 if step > self.total / 2 else 1.0
+
+
 class CosineFactor:
     """LambdaLR factor: cosine from ``base_lr`` to ``min_lr`` over ``total`` steps, then flat."""
 
@@ -277,8 +287,10 @@ class Trainer:
             lambdas = [CosineFactor(g["lr"], self.ocfg["min_lr"], total) for g in groups]
         elif self.ocfg["schedule"] == "constant":
             lambdas = [lambda _: 1.0 for _ in groups]
+        elif self.ocfg["schedule"] == "step":
+            lambdas = [HalfStepFactor(total) for _ in groups]
         else:
-            raise ValueError(f"optim.schedule must be cosine or constant, got {self.ocfg['schedule']!r}")
+            raise ValueError(f"optim.schedule must be cosine, constant or step, got {self.ocfg['schedule']!r}")
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return optimizer, scheduler
 

@@ -1,6 +1,6 @@
 """Train one EVSS stage: the keyframe CSRNet, the FlowNet, or EVSS itself (FlowNet + CoNet).
 
-    python -m tools.train --stage csrnet|flownet|evss|recurrent --config configs/<recipe>.yaml [key=value ...]
+    python -m tools.train --stage csrnet|flownet|evss|recurrent|davss_dmnet|davss --config configs/<recipe>.yaml [key=value ...]
     torchrun --nproc_per_node N -m tools.train --stage ... (DistributedDataParallel; nccl / gloo)
 
 Stages
@@ -14,6 +14,8 @@ Stages
            cosine to 1e-6); periodic evaluation at keyframe distances {1, 5, 9}.
   recurrent  CSRNet + ConvLSTM/ConvGRU from a stage-1 checkpoint, truncated BPTT on windows of
            consecutive frames, the thesis's consistency losses as options (tools/train_temporal.py).
+  davss_dmnet, davss  DAVSS's two stages (DMNet, then FlowNet + CFNet) as the original
+           (tools/train_davss.py).
 
 Every run folder holds config.yaml, env.json, git_revision, last/best/final.pth and TensorBoard
 events; a run resumes from its last.pth automatically (``train.auto_resume=false`` to refuse) or from
@@ -35,6 +37,7 @@ from torch import Tensor, nn
 from engine import distributed as ddp
 from engine.config import ConfigError, build_config
 from engine.trainer import TRAINER_DEFAULTS, Stage, Trainer
+from tools.train_davss import DAVSS_STAGE_DEFAULTS, DAVSSDMNetStage, DAVSSStage
 from tools.train_temporal import ETC_DEFAULTS, RECURRENT_DEFAULTS, ETCObjective, RecurrentStage
 
 log = logging.getLogger("evss.train")
@@ -100,6 +103,7 @@ STAGE_DEFAULTS = {
         "eval": {"distances": [1, 5, 9], "plain_warp": True},
     },
     "recurrent": RECURRENT_DEFAULTS,
+    **DAVSS_STAGE_DEFAULTS,
 }
 
 
@@ -443,11 +447,13 @@ class EVSSStage(Stage):
             images["0_frame"] = frames[-1]
             images[f"0_pred_d{dmax}"] = _color(out["pred"][0], self.cfg)
             images["0_label"] = _color(sample["label"], self.cfg)
-            images[f"0_distortion_d{dmax}"] = _full_res(out["dm_fine"], size)[0].expand(3, -1, -1)
+            distortion = out["dm_fine"] if "dm_fine" in out else out["dm_up"]  # EVSS / DAVSS, full resolution
+            images[f"0_distortion_d{dmax}"] = distortion[0, :, :size[0], :size[1]].expand(3, -1, -1)
         return {"metrics": metrics, "images": images}
 
 
-STAGES = {"csrnet": CSRNetStage, "flownet": FlowNetStage, "evss": EVSSStage, "recurrent": RecurrentStage}
+STAGES = {"csrnet": CSRNetStage, "flownet": FlowNetStage, "evss": EVSSStage, "recurrent": RecurrentStage,
+          "davss_dmnet": DAVSSDMNetStage, "davss": DAVSSStage}
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -1,6 +1,7 @@
-"""Evaluate EVSS per keyframe distance (and temporal consistency) on Cityscapes, CamVid or synthetic video.
+"""Evaluate EVSS or DAVSS per keyframe distance (and temporal consistency) on Cityscapes, CamVid or synthetic video.
 
     python -m tools.val --dataset camvid --data-root DIR --checkpoint FILE --out runs/val_camvid
+    python -m tools.val --method davss --dataset cityscapes --data-root DIR --checkpoint DAVSS_FILE
     python -m tools.val --dataset cityscapes --data-root DIR --checkpoint FILE --distances original
     python -m tools.val --dataset synthetic --distances 1,5,9 --temporal --flow-source dis
     torchrun --nproc_per_node=N tools/val.py ...       (the windows are split over the processes)
@@ -39,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="data root (not needed for synthetic)")
     p.add_argument("--list", dest="list_file", help="list file in the original's format (scanned when absent)")
     p.add_argument("--split", default="val", help="split to evaluate")
-    p.add_argument("--checkpoint", help="EVSS checkpoint (released or project); required except for synthetic")
+    p.add_argument("--method", choices=("evss", "davss"), default="evss", help="the method of the checkpoint")
+    p.add_argument("--checkpoint", help="EVSS or DAVSS checkpoint (released or project); required except for synthetic")
+    p.add_argument("--keyframe", choices=("deeplabv3plus", "csrnet"), default="deeplabv3plus",
+                   help="DAVSS keyframe network (the released DeepLabv3+, or CSRNet as EVSS's)")
+    p.add_argument("--align-corners", choices=("auto", "true", "false"), default="auto",
+                   help="DAVSS resizes; auto: as the original's test_PDA.py (CamVid true, Cityscapes false), "
+                        "false for synthetic")
     p.add_argument("--distances", default=",".join(map(str, DEFAULT_DISTANCES)),
                    help="keyframe distances: '1,3', '1-9' or 'original' (3,5,7,9)")
     p.add_argument("--window", type=int, default=10, help="frames per evaluation window (> max distance)")
@@ -101,6 +108,16 @@ def build_eval_dataset(args):
     dataset = build_dataset(args.dataset, args.data_root, args.split, "eval", list_file=args.list_file,
                             length=args.window, missing=missing)
     return dataset
+
+
+def build_net(args, num_classes: int) -> torch.nn.Module:
+    """The network of ``--method`` with random weights (DAVSS: ``--keyframe``, ``--align-corners``)."""
+    from model import build_davss, build_evss
+
+    if args.method == "evss":
+        return build_evss(num_classes)
+    align = args.align_corners == "true" or (args.align_corners == "auto" and args.dataset == "camvid")
+    return build_davss(num_classes, align_corners=align, keyframe=args.keyframe)
 
 
 def class_names(dataset, num_classes: int) -> list[str]:
@@ -167,7 +184,7 @@ def main(argv=None) -> dict:
 
     from engine.atomic import atomic_write_json, atomic_write_text
     from engine.environment import collect_env
-    from model import build_evss, load_checkpoint
+    from model import load_checkpoint
 
     dataset = build_eval_dataset(args)
     num_classes = args.num_classes or getattr(dataset, "num_classes", None) or DEFAULT_CLASSES[args.dataset]
@@ -175,12 +192,12 @@ def main(argv=None) -> dict:
     if len(dataset) == 0:
         raise SystemExit(f"the {args.dataset} {args.split} split has no evaluation windows")
 
-    net = build_evss(num_classes)
+    net = build_net(args, num_classes)
     if args.checkpoint:
         load_checkpoint(net, args.checkpoint)
     elif args.dataset == "synthetic":
         torch.manual_seed(args.seed)
-        net = build_evss(num_classes)
+        net = build_net(args, num_classes)
         warnings.warn("no --checkpoint: evaluating randomly initialised weights (numbers are meaningless)")
         print("[val] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
     else:
@@ -202,9 +219,12 @@ def main(argv=None) -> dict:
         plain_warp=not args.no_warp, temporal=args.temporal, flow_source=args.flow_source,
         keyframe_interval=args.keyframe_interval, vc_n=args.vc_n, fb_check=not args.no_fb, limit=args.limit,
         num_workers=args.workers, on_prediction=hook, class_names=names)
-    results.update(dataset=args.dataset, split=args.split, checkpoint=args.checkpoint, window=args.window)
+    results.update(dataset=args.dataset, split=args.split, checkpoint=args.checkpoint, window=args.window,
+                   method=args.method.upper())
+    if args.method == "davss":
+        results.update(keyframe=args.keyframe, align_corners=net.align_corners)
     if rank == 0:
-        title = (f"EVSS on {args.dataset} {args.split}"
+        title = (f"{args.method.upper()} on {args.dataset} {args.split}"
                  + (f" ({Path(args.checkpoint).name})" if args.checkpoint else " (random weights)"))
         atomic_write_json(results, out / "results.json")
         atomic_write_text(results_markdown(results, title), out / "results.md")
