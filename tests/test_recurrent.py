@@ -139,3 +139,17 @@ def test_recurrent_stage_training_iterations(tmp_path):
             train_tool.run("recurrent", None, common + [f"out_dir={tmp_path / 'x'}"])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_synthetic_training_windows_are_the_stage1_frames():
+    """Recurrent training sees exactly the scenes and frames of the per-frame training set."""
+    from dataset.synthetic import SyntheticVideoDataset
+    from tools.train_temporal import SyntheticClipWindows
+
+    windows = SyntheticClipWindows("train", 2, 6, 32, 64, 19, 3, 0)
+    assert len(windows) == 2 * 4
+    pairs = SyntheticVideoDataset("train", "train", num_clips=2, clip_len=6, height=32, width=64, offsets=(-1,))
+    window = windows[windows.items.index((1, 2))]                       # frames 2, 3, 4 of clip 1
+    pair = pairs[[i for i, (c, t, _) in enumerate(pairs.items) if (c, t) == (1, 4)][0]]   # frames 3, 4
+    assert torch.equal(window["frames"][1:], pair["frames"]) and torch.equal(window["label"], pair["label"])
+    assert window["labels"].shape == (3, 32, 64)

@@ -179,24 +179,60 @@ class AugmentedWindows(Dataset):
         return sample
 
 
-def training_windows(cfg: dict, length: int) -> Dataset:
-    """Windows of ``length`` consecutive frames for recurrent training.
+class SyntheticClipWindows(Dataset):
+    """Every window of ``length`` consecutive frames of the synthetic training clips, all labelled.
 
-    Synthetic: ``train_clips × (clip_len // length)`` training-split clips of ``length`` frames, all
-    labelled (the synthetic set's window mode). Cityscapes/CamVid: the windows ending at each
-    labelled training frame (:class:`dataset.video.VideoWindowDataset`, windows that run off their
-    sequence skipped).
+    The clips are those of the stage-1 training set (same seeds, length and size), rendered once
+    without flows, so the recurrent net sees exactly the scenes and frames the per-frame net saw.
+    Sample: ``frames`` T×3×H×W float in [0, 1], ``labels`` T×H×W int64, ``label`` (the last frame's),
+    ``id``.
+    """
+
+    def __init__(self, split: str, num_clips: int, clip_len: int, height: int, width: int, num_classes: int,
+                 length: int, seed: int):
+        if clip_len < length:
+            raise ConfigError(f"data.synthetic.clip_len {clip_len} is shorter than the window {length}")
+        self.split, self.seed = split, int(seed)
+        self.args = (clip_len, height, width, num_classes)
+        self.items = [(c, s) for c in range(num_clips) for s in range(clip_len - length + 1)]
+        self.length = length
+        self._cache: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _clip(self, clip: int) -> dict:
+        if clip not in self._cache:
+            from dataset.synthetic import clip_seed, render_clip
+            from dataset.video import frames_to_tensor
+            data = render_clip(clip_seed(self.split, clip, self.seed), *self.args, occlusion=False, flows=False)
+            self._cache[clip] = {"frames": frames_to_tensor(data["frames"]),
+                                 "labels": torch.from_numpy(data["labels"].astype(np.int64))}
+        return self._cache[clip]
+
+    def __getitem__(self, index: int) -> dict:
+        clip, start = self.items[index]
+        data = self._clip(clip)
+        window = slice(start, start + self.length)
+        labels = data["labels"][window]
+        return {"frames": data["frames"][window], "labels": labels, "label": labels[-1],
+                "id": f"synthetic_{self.split}_{clip:04d}_{start + self.length - 1:03d}"}
+
+
+def training_windows(cfg: dict, length: int) -> Dataset:
+    """Windows of ``length`` consecutive frames for recurrent training, with the training transform.
+
+    Synthetic: every window of the stage-1 training clips (:class:`SyntheticClipWindows`).
+    Cityscapes/CamVid: the windows ending at each labelled training frame
+    (:class:`dataset.video.VideoWindowDataset`, windows that run off their sequence skipped).
     """
     from dataset import build_dataset
     from tools.train import _transform
     d = cfg["data"]
     if d["name"] == "synthetic":
-        from dataset.synthetic import SyntheticVideoDataset
         s = d["synthetic"]
-        windows = SyntheticVideoDataset(split=d["train_split"], mode="eval",
-                                        num_clips=s["train_clips"] * max(1, s["clip_len"] // length),
-                                        clip_len=length, height=s["height"], width=s["width"],
-                                        num_classes=d["num_classes"], window=length, seed=cfg["seed"])
+        windows = SyntheticClipWindows(d["train_split"], s["train_clips"], s["clip_len"], s["height"], s["width"],
+                                       d["num_classes"], length, cfg["seed"])
     else:
         windows = build_dataset(d["name"], d["root"], d["train_split"], "eval", list_file=d["list_file"],
                                 length=length, missing="skip", max_gap=d["max_gap"])
