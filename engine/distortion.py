@@ -9,7 +9,10 @@ predicted distorted when map ≥ threshold) gives per distance, summed over all 
 * precision = TP / (TP + FP), recall = TP / (TP + FN), IoU = TP / (TP + FP + FN) (None when the
   denominator is 0);
 * ``l1``: mean |map − mismatch| (the original DMNet stage's validation measure);
-* ``mismatch_rate`` and ``predicted_rate``: the shares of pixels truly / predicted distorted.
+* ``mismatch_rate`` and ``predicted_rate``: the shares of pixels truly / predicted distorted;
+* threshold-free: ``ap`` (average precision, Σ precision·Δrecall over thresholds descending in
+  steps of 1/``bins``) and ``best_iou`` with its ``best_threshold`` (a map trained with BCE on a rare
+  target can rank the mismatch well and still stay below 0.5 everywhere).
 
 No ground-truth label is involved: the reference is the keyframe network itself, as in DMNet's
 training target. Maps and predictions are at full resolution, cropped to the frame size.
@@ -31,10 +34,13 @@ MAP_KEYS = ("dm_fine", "dm_up")
 class DistortionQuality:
     """Accumulates TP/FP/FN/TN and the L1 error of thresholded maps against a boolean mismatch."""
 
-    def __init__(self, threshold: float = 0.5, device: str | torch.device = "cpu"):
+    def __init__(self, threshold: float = 0.5, device: str | torch.device = "cpu", bins: int = 100):
         self.threshold = float(threshold)
+        self.bins = int(bins)
         self.counts = torch.zeros(4, dtype=torch.int64, device=device)   # tp, fp, fn, tn
         self.l1 = torch.zeros((), dtype=torch.float64, device=device)
+        # map values per bin [i/bins, (i+1)/bins) (1.0 in the last), for mismatched / matching pixels
+        self.histogram = torch.zeros(2, self.bins, dtype=torch.int64, device=device)
 
     def update(self, dm: Tensor, mismatch: Tensor) -> None:
         """``dm``: map in [0, 1]; ``mismatch``: bool of the same shape (extra leading 1-dims allowed)."""
@@ -44,11 +50,15 @@ class DistortionQuality:
         self.counts += torch.stack([(predicted & truth).sum(), (predicted & ~truth).sum(),
                                     (~predicted & truth).sum(), (~predicted & ~truth).sum()])
         self.l1 += (dm.double() - truth.double()).abs().sum()
+        index = (dm.double() * self.bins).floor().clamp(0, self.bins - 1).long()
+        for row, pixels in ((0, truth), (1, ~truth)):
+            self.histogram[row] += torch.bincount(index[pixels], minlength=self.bins)
 
     def all_reduce(self) -> None:
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.counts)
             dist.all_reduce(self.l1)
+            dist.all_reduce(self.histogram)
 
     def compute(self) -> Dict[str, Optional[float]]:
         tp, fp, fn, tn = (int(v) for v in self.counts.tolist())
@@ -57,9 +67,29 @@ class DistortionQuality:
         def ratio(a: int, b: int) -> Optional[float]:
             return a / b if b else None
 
-        return {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "iou": ratio(tp, tp + fp + fn),
-                "l1": float(self.l1) / total if total else None, "mismatch_rate": ratio(tp + fn, total),
-                "predicted_rate": ratio(tp + fp, total), "pixels": total, "threshold": self.threshold}
+        out = {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "iou": ratio(tp, tp + fp + fn),
+               "l1": float(self.l1) / total if total else None, "mismatch_rate": ratio(tp + fn, total),
+               "predicted_rate": ratio(tp + fp, total), "pixels": total, "threshold": self.threshold}
+        return {**out, **self._sweep()}
+
+    def _sweep(self) -> Dict[str, Optional[float]]:
+        """AP and the best IoU over the thresholds i/bins (pixels with map ≥ i/bins predicted)."""
+        tps = self.histogram[0].flip(0).cumsum(0).tolist()   # thresholds (bins-1)/bins, ..., 0
+        fps = self.histogram[1].flip(0).cumsum(0).tolist()
+        positives = tps[-1] if tps else 0
+        if not positives:
+            return {"ap": None, "best_iou": None, "best_threshold": None}
+        ap, recall_before, best_iou, best_threshold = 0.0, 0.0, -1.0, None
+        for i, (tp, fp) in enumerate(zip(tps, fps)):
+            if tp + fp == 0:
+                continue
+            recall = tp / positives
+            ap += tp / (tp + fp) * (recall - recall_before)
+            recall_before = recall
+            iou = tp / (fp + positives)
+            if iou > best_iou:
+                best_iou, best_threshold = iou, (self.bins - 1 - i) / self.bins
+        return {"ap": ap, "best_iou": best_iou, "best_threshold": best_threshold}
 
 
 def _full_map(rectified: Mapping[str, Tensor], size: tuple[int, int]) -> Tensor:

@@ -97,6 +97,9 @@ def test_distortion_quality_by_hand():
     assert math.isclose(r["l1"], (0.1 + 0.6 + 0.8 + 0.5 + 0.1 + 0.0) / 6, rel_tol=1e-6)  # float32 maps
     assert r["mismatch_rate"] == 0.5 and r["predicted_rate"] == 0.5
     assert DistortionQuality().compute()["iou"] is None
+    # thresholds 0.9: TP 1, FP 0 | 0.6: TP 1, FP 1 | 0.5: TP 2, FP 1 | 0.2: TP 3, FP 1 | ...
+    assert math.isclose(r["ap"], 1 * (1 / 3) + 2 / 3 * (1 / 3) + 3 / 4 * (1 / 3))
+    assert math.isclose(r["best_iou"], 3 / 4) and r["best_threshold"] == 0.2
 
 
 def test_distortion_evaluation_scores_the_nets_own_mismatch(small_net):

@@ -8,7 +8,8 @@
 For every window and keyframe distance d, each method's own plain-warping prediction is compared
 with its keyframe network's prediction on the labelled frame; the pixels where they differ are the
 true mismatch, and the method's map thresholded at ``--threshold`` is scored against it (precision,
-recall, IoU, L1; :mod:`engine.distortion`). Writes ``distortion.json`` and ``distortion.md`` into
+recall, IoU, L1, and threshold-free the average precision and the best IoU over thresholds;
+:mod:`engine.distortion`). Writes ``distortion.json`` and ``distortion.md`` into
 ``--out``; the last line printed is the JSON summary.
 """
 from __future__ import annotations
@@ -59,13 +60,15 @@ def markdown(results: dict, args) -> str:
     lines = [f"# Distortion maps on {args.dataset} {args.split}", "",
              f"{results['num_windows']} windows; truth = plain-warping prediction ≠ the keyframe network's own "
              f"prediction on the labelled frame; map ≥ {args.threshold} = predicted distorted. In %.", "",
-             "| d | method | mismatch share | precision | recall | IoU | L1 |", "|---|---|---|---|---|---|---|"]
+             "| d | method | mismatch share | precision | recall | IoU | L1 | AP | best IoU (threshold) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     distances = sorted({int(d) for per in results["methods"].values() for d in per})
     for d in distances:
         for name, per in results["methods"].items():
             r = per[str(d)]
             lines.append(f"| {d} | {name} | {pct(r['mismatch_rate'])} | {pct(r['precision'])} | {pct(r['recall'])} | "
-                         f"{pct(r['iou'])} | {r['l1']:.4f} |")
+                         f"{pct(r['iou'])} | {r['l1']:.4f} | {pct(r['ap'])} | {pct(r['best_iou'])} "
+                         f"({r['best_threshold']}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,10 @@ Weights (``model.*``): ``init`` a whole DAVSS checkpoint (released scnet/scnet_d
 alone (DeepLab part, or a stage-1 CSRNet with ``model.keyframe=csrnet``); ``flownet`` a FlowNet (a
 stage-1b run, or the FlowNet part of an EVSS/DAVSS checkpoint); ``dmnet`` the DMNet (a released DMNet
 file or the final.pth of a ``davss_dmnet`` run). Later entries override earlier ones.
+``model.dmnet_bn_momentum`` sets every DMNet BatchNorm's momentum: the original's 0.0003 inside the
+separable units needs ~10^4 updates before the running statistics (used at evaluation) are those of
+the data; short runs need a larger one (measured on the synthetic demo: after 150 iterations at
+0.0003 the evaluation-mode map was 0 everywhere).
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ DAVSS_MODEL_DEFAULTS = {
     "flownet": None,
     "dmnet": None,
     "cfnet_loss_broadcast": False,
+    "dmnet_bn_momentum": None,       # None: the original's (0.0003 inside the separable units, 0.1 outside)
     "allow_random_keyframe": False,
 }
 
@@ -94,6 +99,10 @@ def build_davss_net(cfg: dict) -> nn.Module:
         if m[key]:
             _load_part(module, m[key], part)
             log.info("DAVSS: %s <- %s", part, m[key])
+    if m["dmnet_bn_momentum"] is not None:
+        for layer in net.dmnet.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.momentum = float(m["dmnet_bn_momentum"])
     return net
 
 
@@ -158,7 +167,7 @@ class DAVSSDMNetStage(Stage):
         metrics = {}
         for d, r in res.items():
             metrics.update({f"l1_d{d}": r["l1"], f"iou_d{d}": r["iou"], f"precision_d{d}": r["precision"],
-                            f"recall_d{d}": r["recall"]})
+                            f"recall_d{d}": r["recall"], f"ap_d{d}": r["ap"]})
         metrics["score"] = -sum(r["l1"] for r in res.values()) / len(res)
         return {"metrics": {k: float("nan") if v is None else v for k, v in metrics.items()}, "images": {}}
 
