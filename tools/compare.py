@@ -249,7 +249,7 @@ def clips(args) -> torch.utils.data.Dataset:
     """Evaluation clips: dicts with ``frames`` T×3×H×W, ``label`` (the last frame's), optionally ``labels``."""
     if args.dataset == "synthetic":
         from dataset.synthetic import SyntheticVideoDataset
-        return SyntheticVideoDataset(split="val", mode="eval", num_clips=args.clips, clip_len=args.clip_len,
+        return SyntheticVideoDataset(split=args.split, mode="eval", num_clips=args.clips, clip_len=args.clip_len,
                                      height=args.height, width=args.width, num_classes=args.num_classes,
                                      window=args.clip_len)
     from dataset import build_dataset
@@ -323,8 +323,9 @@ def results_markdown(results: dict, command: str) -> str:
     flow = results["flow"]
     lines = ["# Method comparison", "",
              f"Data: {results['data']}. Command: `{command}`.", "",
-             f"Temporal consistency with {flow['source']} ({flow['description']}): TC = {flow['mask_tc']}; "
-             f"tIoU = {flow['mask_tiou']}. Latency: median of {results['repeats']} runs streaming "
+             f"Temporal consistency with {flow['source']} ({flow['description']}): TC = mIoU of P_t and P_t+1 "
+             f"warped back onto frame t (nearest neighbour), occlusion mask: {flow['mask_tc']}; tIoU = the same "
+             f"over the pixels passing the {flow['mask_tiou']}. Latency: median of {results['repeats']} runs streaming "
              f"{results['time_frames']} frames at {results['resolution']}, batch 1, {results['threads']} threads "
              f"({results['env']['cpu']}).", "",
              "| method | mIoU (%) | TC (%) | tIoU (%) | ms / frame | |", "|---|---|---|---|---|---|"]
@@ -342,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--dataset", choices=DATASETS, default="synthetic")
     p.add_argument("--data-root", help="data root (Cityscapes / CamVid)")
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", help="evaluation split (synthetic: val or test, disjoint scenes)")
     p.add_argument("--window", type=int, default=10, help="frames streamed per labelled frame (real data)")
     p.add_argument("--num-classes", type=int, help="default: 19 (11 for CamVid)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated, from {sorted(METHODS)}")
@@ -410,7 +411,7 @@ def main(argv=None) -> dict:
                    "checkpoints": {c: str(ckpts(c)) for c in METHODS[n].checkpoints}} for n in names}
     size = tuple(timing_frames.shape[-2:])
     results = {
-        "methods": methods, "flow": flow, "data": f"{args.dataset} {args.split if args.dataset != 'synthetic' else 'val'}"
+        "methods": methods, "flow": flow, "data": f"{args.dataset} {args.split}"
         f", {min(len(dataset), args.limit or len(dataset))} clips", "resolution": f"{size[0]}x{size[1]}",
         "time_frames": int(timing_frames.shape[0]), "repeats": args.repeats, "threads": torch.get_num_threads(),
         "train_seconds": trainer.seconds if trainer else {}, "eval_seconds": round(eval_seconds, 1),

@@ -173,7 +173,6 @@ class AugmentedWindows(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.windows[index]
-        sample.pop("gaps", None)
         if self.transform is not None:
             sample = self.transform(sample, np.random.default_rng((self.seed, self.epoch, index)))
         return sample
