@@ -17,7 +17,8 @@ channels): warping it once equals warping the two apart, channel by channel.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ STAGES = ("dmnet", "correction")
 
 def quarter_size(size: Sequence[int]) -> tuple[int, int]:
     """The 1/4 grid (ceil(ceil(H/2)/2), ceil(ceil(W/2)/2)) of an H×W frame."""
-    return tuple(-(-(-(-int(s) // 2)) // 2) for s in size)  # type: ignore[return-value]
+    return tuple((int(s) + 3) // 4 for s in size)  # type: ignore[return-value]  # ceil(ceil(s/2)/2) = ceil(s/4)
 
 
 class DAVSSMerge(NamedTuple):

@@ -263,7 +263,7 @@ def test_other_sizes_classes_and_keyframe_networks(make_weights_davss, num_class
         load_checkpoint(net, make_weights_davss.make_state_dict("camvid" if num_classes == 11 else "citys", 0))
     frames = [torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(i)) for i in range(3)]
     out = net.segment_clip(frames)
-    q = [-(-(-(-s // 2)) // 2) for s in size]
+    q = [(s + 3) // 4 for s in size]  # ceil(ceil(s/2)/2)
     assert out["logits"].shape == (1, num_classes, 4 * q[0], 4 * q[1])
     assert out["pred"].shape == (1, *size)
     assert out["key_logits"].shape == out["cfnet"].shape == (1, num_classes, *q)

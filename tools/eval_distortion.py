@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def markdown(results: dict, args) -> str:
     lines = [f"# Distortion maps on {args.dataset} {args.split}", "",
-             f"{results['num_windows']} windows; truth = plain-warping prediction ≠ the keyframe network's own "
-             f"prediction on the labelled frame; map ≥ {args.threshold} = predicted distorted. In %.", "",
+             (f"{results['num_windows']} windows; truth = plain-warping prediction ≠ the keyframe network's own "
+              f"prediction on the labelled frame; map ≥ {args.threshold} = predicted distorted. In %."), "",
              "| d | method | mismatch share | precision | recall | IoU | L1 | AP | best IoU (threshold) |",
              "|---|---|---|---|---|---|---|---|---|"]
     distances = sorted({int(d) for per in results["methods"].values() for d in per})
