@@ -12,8 +12,6 @@ Output conventions are the project's (see README): frames are RGB in [0, 1]; log
 """
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +20,7 @@ from .csrnet import CSRNet
 from .fusion import crop
 
 LSTMState = tuple[Tensor, Tensor]
-State = Union[Tensor, LSTMState]
+State = Tensor | LSTMState
 #: Channels of CSRNet's 1/32 encoder feature, where the recurrent cell sits.
 ENCODER_CHANNELS = 512
 
@@ -166,7 +164,7 @@ class RecurrentCSRNet(nn.Module):
         encoder = {id(p) for p in self.encoder_parameters()}
         return [p for p in self.parameters() if id(p) not in encoder]
 
-    def stream(self) -> "RecurrentStream":
+    def stream(self) -> RecurrentStream:
         """A streaming segmenter that keeps the recurrent state between frames."""
         return RecurrentStream(self)
 

@@ -29,8 +29,7 @@ def test_convlstm_step_by_hand():
     i, f, o, g = torch.sigmoid(pre[0]), torch.sigmoid(pre[1]), torch.sigmoid(pre[2]), torch.tanh(pre[3])
     c1 = f * c0 + i * g
     h1 = o * torch.tanh(c1)
-    full = lambda v: torch.full((1, 1, 1, 1), v)  # noqa: E731
-    out, (h, c) = cell(full(x), (full(h0), full(c0)))
+    _, (h, c) = cell(torch.full((1, 1, 1, 1), x), (torch.full((1, 1, 1, 1), h0), torch.full((1, 1, 1, 1), c0)))
     torch.testing.assert_close(c.flatten()[0], c1)
     torch.testing.assert_close(h.flatten()[0], h1)
     assert bias[1].item() == 1.0  # forget-gate bias starts at 1
@@ -150,6 +149,6 @@ def test_synthetic_training_windows_are_the_stage1_frames():
     assert len(windows) == 2 * 4
     pairs = SyntheticVideoDataset("train", "train", num_clips=2, clip_len=6, height=32, width=64, offsets=(-1,))
     window = windows[windows.items.index((1, 2))]                       # frames 2, 3, 4 of clip 1
-    pair = pairs[[i for i, (c, t, _) in enumerate(pairs.items) if (c, t) == (1, 4)][0]]   # frames 3, 4
+    pair = pairs[next(i for i, (c, t, _) in enumerate(pairs.items) if (c, t) == (1, 4))]   # frames 3, 4
     assert torch.equal(window["frames"][1:], pair["frames"]) and torch.equal(window["label"], pair["label"])
     assert window["labels"].shape == (3, 32, 64)

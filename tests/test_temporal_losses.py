@@ -10,8 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.blocks import IMAGENET_STD
-from model.temporal_losses import (change_loss, flow_warping_loss, gaussian_blur, inter_frame_affinity,
-                                   motion_loss, occlusion_mask, pairwise_consistency, pixelwise_kd, smoothing_loss)
+from model.temporal_losses import (
+    change_loss,
+    flow_warping_loss,
+    gaussian_blur,
+    inter_frame_affinity,
+    motion_loss,
+    occlusion_mask,
+    pairwise_consistency,
+    pixelwise_kd,
+    smoothing_loss,
+)
 
 B, C, H, W = 2, 3, 5, 7
 

@@ -40,9 +40,10 @@ import logging
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 if __package__ in (None, ""):  # run as a script: python tools/compare.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -323,11 +324,11 @@ def results_markdown(results: dict, command: str) -> str:
     flow = results["flow"]
     lines = ["# Method comparison", "",
              f"Data: {results['data']}. Command: `{command}`.", "",
-             f"Temporal consistency with {flow['source']} ({flow['description']}): TC = mIoU of P_t and P_t+1 "
+             (f"Temporal consistency with {flow['source']} ({flow['description']}): TC = mIoU of P_t and P_t+1 "
              f"warped back onto frame t (nearest neighbour), occlusion mask: {flow['mask_tc']}; tIoU = the same "
              f"over the pixels passing the {flow['mask_tiou']}. Latency: median of {results['repeats']} runs streaming "
              f"{results['time_frames']} frames at {results['resolution']}, batch 1, {results['threads']} threads "
-             f"({results['env']['cpu']}).", "",
+             f"({results['env']['cpu']})."), "",
              "| method | mIoU (%) | TC (%) | tIoU (%) | ms / frame | |", "|---|---|---|---|---|---|"]
     for name, r in results["methods"].items():
         lines.append(f"| {name} | {pct(r['miou'])} | {pct(r['tc'])} | {pct(r['tiou'])} | {r['ms_per_frame']:.1f} | "
