@@ -189,7 +189,8 @@ class SyntheticTrainer:
 
     def demo_stage(self, stage: str) -> Path:
         from tools.demo import train_stages
-        self.seconds.update(train_stages(self.out, self.overrides, self.threads))
+        for name, seconds in train_stages(self.out, self.overrides, self.threads).items():
+            self.seconds.setdefault(name, seconds)  # later calls find the stages trained (0 s)
         return self.out / stage / "final.pth"
 
     def finetune(self, name: str, config: str, extra: list[str], csrnet: Path) -> Path:
