@@ -1,10 +1,12 @@
-"""EVSS speed benchmark: keyframe, the parts of a non-keyframe step, amortised cost, memory, FLOPs.
+"""EVSS / DAVSS speed benchmark: keyframe, the parts of a non-keyframe step, amortised cost, memory, FLOPs.
 
     python -m tools.benchmark                                   # exact optimised path, 512x1024 and 1024x2048
     python -m tools.benchmark --variant original --resolutions 1024x2048 --json out.json
     python -m tools.benchmark --compare original exact          # interleaved, ratio + output difference
     python -m tools.benchmark --baseline lraspp                 # + torchvision LRASPP per frame, same run
     python -m tools.benchmark --fast-accuracy                   # fast mode's mIoU change (synthetic val)
+    python -m tools.benchmark --method davss --keyframe deeplabv3plus   # DAVSS as released
+    python -m tools.benchmark --method davss,evss --variant original    # interleaved, DAVSS/EVSS ratios
 
 Variants (``--variant``, ``--compare A B``):
 
@@ -25,7 +27,17 @@ reference timing), ``key_step_ms`` (plus the full-resolution prediction), ``flow
 ``conet_ms``, ``fusion_ms`` (coarse map, merge and argmax up to the full-resolution prediction),
 ``nonkey_ms`` (the whole non-keyframe step: flow, warp, CoNet, fusion), and the amortised per-frame
 cost ``(key_step + (k-1)·nonkey)/k``. The stages take turns inside each repeat, so load changes on the
-machine hit them alike. ``peak_mem_mb`` is the peak RSS of a fresh process that runs that variant
+machine hit them alike.
+
+DAVSS (``--method davss``; ``--keyframe csrnet``, EVSS's keyframe network, or ``deeplabv3plus``, the
+released one) runs its plain ``net.stream()`` path (it has no optimised variant), with random weights
+unless ``--weights`` names a state-dict file. Its stages: ``key``, ``key_step`` (plus the 1/4 keyframe
+image and the full-resolution prediction), ``flownet``, ``warp`` (one warp of the carried logits and
+1/4 image), ``downsample`` (the current frame to the 1/4 grid), ``dmnet``, ``cfnet``, ``merge`` (the
+×4 upsamplings, blend and argmax), ``nonkey`` and the amortised cost. ``--method davss,evss`` times both
+networks interleaved in one process and adds ``compare_methods``: the first's times over the second's
+for the stages they share (with ``--variant original`` the EVSS step is its plain ``net.stream()``
+path too). ``peak_mem_mb`` is the peak RSS of a fresh process that runs that variant
 at that resolution (CPU; on CUDA ``torch.cuda.max_memory_allocated``). GFLOPs per module come from
 ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products, 2 FLOPs per
 multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading (decoding a PNG of the
@@ -53,12 +65,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.environment import collect_env  # noqa: E402
-from model import build_evss, load_checkpoint  # noqa: E402
+from model import build_davss, build_evss, load_checkpoint  # noqa: E402
+from model.davss import KEYFRAME_NETWORKS  # noqa: E402
 from model.fusion import coarse_distortion, crop, fuse  # noqa: E402
 from model.inference import optimize_for_inference  # noqa: E402
 from model.warp import warp  # noqa: E402
 
 VARIANTS = ("original", "exact", "fast", "fast-fullres")
+METHODS = ("evss", "davss")
+#: Stages in table order; each runner times those it has.
+STAGES = ("key", "key_step", "flownet", "warp", "conet", "fusion", "downsample", "dmnet", "cfnet", "merge", "nonkey")
+#: Stages of both methods, compared by ``--method davss,evss``.
+SHARED_STAGES = ("key", "key_step", "flownet", "warp", "nonkey")
 MAKE_WEIGHTS = Path(os.environ.get("EVSS_MAKE_WEIGHTS", ROOT.parent / "shared" / "reference" / "make_weights.py"))
 REFERENCE_TIMING = ROOT.parent / "shared" / "reference" / "original_cpu_timing.json"
 
@@ -76,6 +94,13 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return h, w
 
 
+def parse_methods(text: str) -> list[str]:
+    methods = text.split(",")
+    if any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise argparse.ArgumentTypeError(f"methods must be distinct, from {METHODS}, comma-separated; got {text!r}")
+    return methods
+
+
 def load_net(num_classes: int, weights: str, device: torch.device):
     """The EVSS net in eval mode: make_weights.py's deterministic checkpoint when available
     (``weights``: citys / camvid), else random initialisation."""
@@ -90,6 +115,14 @@ def load_net(num_classes: int, weights: str, device: torch.device):
     return net.to(device)
 
 
+def load_davss(num_classes: int, keyframe: str, weights: str, device: torch.device):
+    """DAVSS in eval mode: the state dict ``weights`` when it is a file, else random initialisation."""
+    net = build_davss(num_classes, keyframe=keyframe).eval()
+    if os.path.isfile(weights):
+        load_checkpoint(net, weights)
+    return net.to(device)
+
+
 def make_frames(batch: int, h: int, w: int, device: torch.device, n: int = 2, seed: int = 0) -> list[torch.Tensor]:
     """Smooth random RGB frames in [0, 1]; each the previous one shifted by a few pixels."""
     g = torch.Generator().manual_seed(seed)
@@ -101,6 +134,8 @@ def make_frames(batch: int, h: int, w: int, device: torch.device, n: int = 2, se
 
 class Runner:
     """One variant's stage functions, with the state a non-keyframe step needs."""
+
+    flop_stages = ("key", "flownet", "conet", "nonkey")
 
     def __init__(self, name: str, net, device: torch.device):
         self.name = name
@@ -137,6 +172,78 @@ class Runner:
         self.stream.key_pred = key_logits.argmax(1, keepdim=True)
         self.stream.previous = previous
 
+    def stage_functions(self, frames: list[torch.Tensor]) -> dict:
+        """Per stage, a zero-argument function running it on fixed inputs (computed once here)."""
+        f0, f1 = (self.prepare(f) for f in frames[:2])
+        with torch.no_grad():
+            key = self.keyframe(f0)
+            key_pred = key.argmax(1, keepdim=True)
+            flow = self.flow(f1, f0)
+            warped = warp(key, flow)
+            edge, update = self.conet(f1, warped)
+
+        def key_step():
+            self.stream.previous = self.stream.features = None
+            return self.stream.step(frames[0], keyframe=True)
+
+        def nonkey():
+            self.set_state(key, f0 if self.name != "original" else frames[0])
+            return self.stream.step(frames[1])
+
+        with torch.no_grad():
+            return {
+                "key": lambda: self.keyframe(f0),
+                "key_step": key_step,
+                "flownet": lambda: self.flow(f1, f0),
+                "warp": lambda: warp(key, flow),
+                "conet": lambda: self.conet(f1, warped),
+                "fusion": lambda: self.fusion(f1, warped, update, edge, key_pred),
+                "nonkey": nonkey,
+            }
+
+
+class DAVSSRunner:
+    """DAVSS's stage functions: the plain ``net.stream()`` path (DAVSS has no optimised variant)."""
+
+    flop_stages = ("key", "flownet", "dmnet", "cfnet", "nonkey")
+
+    def __init__(self, net):
+        self.net = net
+        self.stream = net.stream()
+
+    def stage_functions(self, frames: list[torch.Tensor]) -> dict:
+        """Per stage, a zero-argument function running it on fixed inputs (computed once here)."""
+        net, (f0, f1) = self.net, frames[:2]
+        size = tuple(f1.shape[-2:])
+        with torch.no_grad():
+            carried = net.carry(f0, net.keyframe(f0))
+            flow = net.flow(f1, f0)
+            warped = warp(carried, flow)
+            warped_q, warped_image_q = net.carried_logits(warped), warped[:, net.num_classes:]
+            current_q = net.downsample(f1)
+            dm_q = net.dmnet(warped_image_q, current_q)
+            cfnet_q = net.cfnet(f1)
+
+        def key_step():
+            self.stream.previous = self.stream.features = None
+            return self.stream.step(f0, keyframe=True)
+
+        def nonkey():
+            self.stream.features, self.stream.previous = carried, f0
+            return self.stream.step(f1)
+
+        return {
+            "key": lambda: net.keyframe(f0),
+            "key_step": key_step,
+            "flownet": lambda: net.flow(f1, f0),
+            "warp": lambda: warp(carried, flow),
+            "downsample": lambda: net.downsample(f1),
+            "dmnet": lambda: net.dmnet(warped_image_q, current_q),
+            "cfnet": lambda: net.cfnet(f1),
+            "merge": lambda: net.merge(warped_q, cfnet_q, dm_q, size).logits.argmax(1),
+            "nonkey": nonkey,
+        }
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -157,42 +264,13 @@ def _stats(values: list[float]) -> dict:
             "runs": [round(v, 2) for v in values]}
 
 
-def stage_functions(r: Runner, frames: list[torch.Tensor]) -> dict:
-    """Per stage, a zero-argument function running it on fixed inputs (computed once here)."""
-    f0, f1 = (r.prepare(f) for f in frames[:2])
-    with torch.no_grad():
-        key = r.keyframe(f0)
-        key_pred = key.argmax(1, keepdim=True)
-        flow = r.flow(f1, f0)
-        warped = warp(key, flow)
-        edge, update = r.conet(f1, warped)
-
-    def key_step():
-        r.stream.previous = r.stream.features = None
-        return r.stream.step(frames[0], keyframe=True)
-
-    def nonkey():
-        r.set_state(key, f0 if r.name != "original" else frames[0])
-        return r.stream.step(frames[1])
-
-    with torch.no_grad():
-        return {
-            "key": lambda: r.keyframe(f0),
-            "key_step": key_step,
-            "flownet": lambda: r.flow(f1, f0),
-            "warp": lambda: warp(key, flow),
-            "conet": lambda: r.conet(f1, warped),
-            "fusion": lambda: r.fusion(f1, warped, update, edge, key_pred),
-            "nonkey": nonkey,
-        }
-
-
 def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.device) -> dict:
     """Interleaved timings: in each repeat every runner runs every stage once, in turn."""
     out = {name: {stage: [] for stage in fns} for name, fns in fns_by_runner.items()}
+    stages = list(dict.fromkeys(stage for fns in fns_by_runner.values() for stage in fns))
     with torch.no_grad():
         for i in range(warmup + repeats):
-            for stage in next(iter(fns_by_runner.values())):
+            for stage in stages:
                 for name, fns in fns_by_runner.items():
                     if stage in fns:
                         t = _timed(fns[stage], device)
@@ -201,13 +279,13 @@ def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.de
     return out
 
 
-def count_gflops(r: Runner, frames: list[torch.Tensor]) -> dict:
+def count_gflops(r: Runner | DAVSSRunner, frames: list[torch.Tensor]) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    fns = stage_functions(r, frames)
+    fns = r.stage_functions(frames)
     res = {}
     with torch.no_grad():
-        for stage in ("key", "flownet", "conet", "nonkey"):
+        for stage in r.flop_stages:
             counter = FlopCounterMode(display=False)
             with counter:
                 fns[stage]()
@@ -230,9 +308,12 @@ def peak_memory_worker(args) -> None:
             for _ in range(2):
                 model(prep(frame))
     else:
-        net = load_net(args.num_classes, args.weights, device)
-        r = Runner(args.variant, net, device)
-        del net
+        if args.method == ["davss"]:
+            r = DAVSSRunner(load_davss(args.num_classes, args.keyframe, args.weights, device))
+        else:
+            net = load_net(args.num_classes, args.weights, device)
+            r = Runner(args.variant, net, device)
+            del net
         frames = make_frames(args.batch, h, w, device)
         with torch.no_grad():
             for _ in range(2):
@@ -273,7 +354,8 @@ def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> f
 
 
 def _peak_memory_subprocess(variant, res, args, weights) -> float | None:
-    cmd = [sys.executable, "-m", "tools.benchmark", "--_peak-worker", "--variant", variant,
+    network = ["--method", "davss", "--keyframe", args.keyframe] if variant == "davss" else ["--variant", variant]
+    cmd = [sys.executable, "-m", "tools.benchmark", "--_peak-worker", *network,
            "--resolutions", f"{res[0]}x{res[1]}", "--threads", str(args.threads), "--batch", str(args.batch),
            "--weights", weights, "--num-classes", str(args.num_classes), "--device", args.device]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -405,12 +487,25 @@ def fast_accuracy(args) -> dict:
 # main
 
 
+def build_runners(variants: list[str], args, device: torch.device) -> tuple[dict, dict]:
+    """Runners in ``--method`` order (EVSS: one per variant) and the network each measures."""
+    runners, nets = {}, {}
+    for method in args.method:
+        if method == "davss":
+            net = load_davss(args.num_classes, args.keyframe, args.weights, device)
+            runners["davss"], nets["davss"] = DAVSSRunner(net), net
+        else:
+            net = load_net(args.num_classes, args.weights, device)
+            for name in variants:
+                runners[name], nets[name] = Runner(name, net, device), net
+    return runners, nets
+
+
 def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
     h, w = res
-    net = load_net(args.num_classes, args.weights, device)
-    runners = {name: Runner(name, net, device) for name in variants}
+    runners, nets = build_runners(variants, args, device)
     frames = make_frames(args.batch, h, w, device)
-    fns = {name: stage_functions(r, frames) for name, r in runners.items()}
+    fns = {name: r.stage_functions(frames) for name, r in runners.items()}
     if lraspp:
         for bf16 in (False, True):
             run, _ = build_lraspp(args.num_classes, device, bf16)
@@ -429,9 +524,16 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
                 entry["gflop_per_s"] = {stage: gf[stage] / (entry[f"{stage}_ms"] / 1e3)
                                         for stage in gf if entry.get(f"{stage}_ms")}
             if not args.no_memory:
-                entry["peak_mem_mb"] = measure_peak_memory(name, res, args, net)
+                entry["peak_mem_mb"] = measure_peak_memory(name, res, args, nets[name])
         result[name] = entry
-    if len(variants) == 2:
+    if len(args.method) == 2:
+        a, b = (result[name] for name in runners)
+        result["compare_methods"] = {
+            "runners": list(runners),
+            "ratios": {stage: a[f"{stage}_ms"] / b[f"{stage}_ms"] for stage in SHARED_STAGES},
+            "amortised_ratios": {f"k{k}": a[f"amortised_k{k}_ms"] / b[f"amortised_k{k}_ms"] for k in args.ks},
+        }
+    elif len(variants) == 2:
         a, b = variants
         ra, rb = result[a], result[b]
         result["compare"] = {
@@ -446,23 +548,24 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
 
 
 def print_table(results: dict, variants, args) -> None:
-    cols = ("key", "key_step", "flownet", "warp", "conet", "fusion", "nonkey")
+    cols = [c for c in STAGES if any(f"{c}_ms" in e for res in results["resolutions"].values() for e in res.values())]
+    width = {c: max(9, len(c)) for c in cols}
     print(f"\nthreads {torch.get_num_threads()}, batch {args.batch}, device {args.device}, "
           f"median of {args.repeats} runs (ms)")
-    header = f"{'resolution':>10} {'variant':>13} " + " ".join(f"{c:>9}" for c in cols) + \
+    header = f"{'resolution':>10} {'variant':>13} " + " ".join(f"{c:>{width[c]}}" for c in cols) + \
         " " + " ".join(f"{'k=' + str(k):>8}" for k in args.ks) + f" {'peakMB':>7}"
     print(header)
     for res_key, res in results["resolutions"].items():
         for name, e in res.items():
-            if name == "compare":
+            if name.startswith("compare"):
                 continue
-            vals = " ".join(f"{e[c + '_ms']:9.1f}" if (c + "_ms") in e else f"{'':>9}" for c in cols)
+            vals = " ".join(f"{e[c + '_ms']:{width[c]}.1f}" if (c + "_ms") in e else " " * width[c] for c in cols)
             am = " ".join(f"{e['amortised_k' + str(k) + '_ms']:8.1f}" if ("amortised_k%d_ms" % k) in e
                           else f"{e.get('key_step_ms', 0):8.1f}" for k in args.ks)
             mem = e.get("peak_mem_mb")
             print(f"{res_key:>10} {name:>13} {vals} {am} {'-' if mem is None else str(round(mem)):>7}")
         for name, e in res.items():
-            if name != "compare" and "gflops" in e:
+            if not name.startswith("compare") and "gflops" in e:
                 gf = ", ".join(f"{s} {e['gflops'][s]:.1f} GFLOP @ {e['gflop_per_s'].get(s, 0):.0f} GFLOP/s"
                                for s in e["gflops"])
                 print(f"{'':>10} {name:>13} {gf}")
@@ -474,6 +577,11 @@ def print_table(results: dict, variants, args) -> None:
                   (f"; peak memory {c['peak_mem_ratio']:.2f}x" if "peak_mem_ratio" in c else ""))
             print(f"{'':>10} largest output difference: " +
                   ", ".join(f"{k} {v:.3g}" for k, v in c["difference"].items()))
+        if "compare_methods" in res:
+            c = res["compare_methods"]
+            a, b = c["runners"]
+            print(f"{'':>10} {a}/{b} time ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in c["ratios"].items()) +
+                  "; amortised " + ", ".join(f"{k} {v:.2f}x" for k, v in c["amortised_ratios"].items()))
     dl = results.get("data_loading")
     if dl:
         print("data loading (not in the model timings): " +
@@ -490,12 +598,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[1, 5, 10],
                    help="keyframe intervals for the amortised cost")
-    p.add_argument("--variant", choices=VARIANTS + ("lraspp",), default="exact")
-    p.add_argument("--compare", nargs=2, choices=VARIANTS, metavar=("A", "B"))
+    p.add_argument("--method", type=parse_methods, default=["evss"],
+                   help="evss, davss, or both comma-separated (interleaved; ratios first/second)")
+    p.add_argument("--keyframe", choices=KEYFRAME_NETWORKS, default="csrnet", help="DAVSS's keyframe network")
+    p.add_argument("--variant", choices=VARIANTS + ("lraspp",), default="exact", help="EVSS's variant")
+    p.add_argument("--compare", nargs=2, choices=VARIANTS, metavar=("A", "B"), help="two EVSS variants, interleaved")
     p.add_argument("--baseline", choices=("lraspp",), default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--num-classes", type=int, default=19)
-    p.add_argument("--weights", default="citys", help="make_weights.py data set (citys, camvid) or 'random'")
+    p.add_argument("--weights", default="citys", help="make_weights.py data set (citys, camvid) or 'random' "
+                   "(EVSS), or a state-dict file; DAVSS: random unless a file")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP counting")
@@ -506,6 +618,8 @@ def main(argv=None) -> int:
     p.add_argument("--synthetic-kwargs", default="{}", help="JSON dict of SyntheticVideoDataset arguments")
     p.add_argument("--_peak-worker", dest="peak_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.compare and args.method != ["evss"]:
+        p.error("--compare compares two EVSS variants; use --method davss,evss --variant V for DAVSS against EVSS")
 
     if args.threads is None:
         args.threads = torch.get_num_threads()
@@ -525,15 +639,19 @@ def main(argv=None) -> int:
     results = {"environment": collect_env(), "threads": torch.get_num_threads(), "batch": args.batch,
                "device": args.device, "repeats": args.repeats, "warmup": args.warmup,
                "variants": variants, "weights": args.weights, "resolutions": {}, "data_loading": {}}
+    if "davss" in args.method:
+        results.update(methods=args.method, davss_keyframe=args.keyframe,
+                       davss_weights=args.weights if os.path.isfile(args.weights) else "random")
+    names = [name for m in args.method for name in (["davss"] if m == "davss" else variants)]
     if REFERENCE_TIMING.is_file():
         results["reference"] = str(REFERENCE_TIMING)
     for res in args.resolutions:
         key = f"{res[0]}x{res[1]}"
-        print(f"[benchmark] {key}: {', '.join(variants)}" + (" + lraspp" if args.baseline else ""), flush=True)
+        print(f"[benchmark] {key}: {', '.join(names)}" + (" + lraspp" if args.baseline else ""), flush=True)
         results["resolutions"][key] = run_resolution(res, variants, args, device, args.baseline == "lraspp")
         results["data_loading"][key] = time_data_loading(res[0], res[1], max(1, args.repeats))
-        # the schema's flat keys, for the (first) variant
-        results[key] = {k: v for k, v in results["resolutions"][key][variants[0]].items() if k != "spread"}
+        # the schema's flat keys, for the first runner
+        results[key] = {k: v for k, v in results["resolutions"][key][names[0]].items() if k != "spread"}
         if args.baseline:
             for name in ("lraspp_fp32", "lraspp_bf16"):
                 results[key][f"{name}_ms"] = results["resolutions"][key][name]["key_step_ms"]
