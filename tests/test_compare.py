@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dataset.synthetic import SyntheticVideoDataset
-from model import CSRNet, build_evss
+from model import CSRNet, FlowNetS, build_davss, build_evss
 from tools import compare
 
 TINY = ["--clips", "1", "--clip-len", "3", "--height", "32", "--width", "64", "--time-frames", "2",
@@ -85,3 +85,44 @@ def test_missing_checkpoint_on_real_data_says_what_to_pass(tmp_path):
     with pytest.raises(FileNotFoundError, match="--checkpoint per_frame=PATH"):
         compare.main(["--dataset", "cityscapes", "--data-root", str(tmp_path), "--methods", "per_frame",
                       "--out", str(tmp_path / "run")])
+
+
+def test_davss_k5_from_a_checkpoint_streams_keyframes_every_5_frames(tmp_path):
+    torch.manual_seed(0)
+    net = build_davss(19, keyframe="csrnet").eval()
+    path = tmp_path / "davss.pth"
+    torch.save(net.state_dict(), path)
+    ctx = compare.Context(19, torch.device("cpu"), {"davss": path}.__getitem__)
+    method = compare.METHODS["davss_k5"]
+    assert method.checkpoints == ("davss",)
+    predictor = method.build(ctx)
+    frames = SyntheticVideoDataset("val", "eval", num_clips=1, clip_len=7, height=32, width=64, window=7)[0]["frames"]
+    predictor.reset()
+    preds = [predictor.step(frames[t:t + 1]) for t in range(7)]
+    assert all(p.shape == (1, 32, 64) and p.dtype == torch.int64 for p in preds)
+    # frame 3 is propagated from the keyframe 0, frame 6 from the keyframe 5 (the net's own clip path)
+    assert torch.equal(preds[3], net.segment_clip([frames[t:t + 1] for t in range(4)])["pred"])
+    assert torch.equal(preds[6], net.segment_clip([frames[5:6], frames[6:7]])["pred"])
+    assert torch.equal(preds[5], net.segment_clip([frames[5:6]])["pred"])
+
+
+def test_davss_trains_both_stages_on_the_synthetic_set(tmp_path, capsys):
+    torch.manual_seed(0)
+    paths = {"csrnet": tmp_path / "csrnet.pth", "flownet": tmp_path / "flownet.pth"}
+    torch.save({"model": CSRNet(19).state_dict()}, paths["csrnet"])
+    torch.save(FlowNetS().state_dict(), paths["flownet"])
+    tiny = ["data.synthetic.height=32", "data.synthetic.width=64", "data.synthetic.train_clips=1",
+            "data.synthetic.clip_len=4", "data.max_distance=2", "train.batch_size=2", "train.progress=false",
+            "train.iters=1"]
+    overrides = []
+    for stage in ("davss_dmnet", "davss"):
+        for item in tiny:
+            overrides += ["--train-override", f"{stage}:{item}"]
+    summary = compare.main(["--methods", "davss_k5,davss_k10", "--out", str(tmp_path / "run"),
+                            "--checkpoint", f"csrnet={paths['csrnet']}", "--checkpoint", f"flownet={paths['flownet']}"]
+                           + overrides + TINY)
+    assert set(summary) == {"davss_k5", "davss_k10"}
+    for stage in ("davss_dmnet", "davss"):
+        assert (tmp_path / "run" / stage / "final.pth").is_file(), stage
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["methods"]["davss_k5"]["checkpoints"] == {"davss": str(tmp_path / "run" / "davss" / "final.pth")}

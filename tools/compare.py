@@ -11,6 +11,9 @@ Methods (the :data:`METHODS` registry; add an entry to compare another one)
   convlstm   CSRNet + ConvLSTM, streaming with the recurrent state carried between frames
   evss_k5    EVSS, a keyframe every 5 frames (the others propagated and rectified)
   evss_k10   EVSS, a keyframe every 10 frames
+  davss_k5   DAVSS with the CSRNet keyframe network, a keyframe every 5 frames (``--methods``; not
+             in the default list: its two training stages take about 10 minutes on the synthetic set)
+  davss_k10  DAVSS (CSRNet keyframe network), a keyframe every 10 frames
 
 Every method runs as a stream over each evaluation clip from its first frame (synthetic: the whole
 validation clip, every frame labelled; Cityscapes/CamVid: the window of ``--window`` frames ending at
@@ -28,7 +31,10 @@ On the synthetic set the checkpoints come from ``--checkpoint NAME=PATH``, then 
 missing: the demo's three stages (configs/synthetic_*.yaml), then ``per_frame`` and ``etc`` as the
 same fine-tuning of the stage-1 network for ``--iters`` iterations on consecutive-frame pairs without
 and with ETC's motion loss (configs/synthetic_etc.yaml), so their difference is the loss alone, and
-``convlstm`` (configs/synthetic_recurrent.yaml). The run folder gets results.json, results.md,
+``convlstm`` (configs/synthetic_recurrent.yaml); ``davss`` as its two stages (configs/synthetic_davss_dmnet.yaml,
+then configs/synthetic_davss.yaml, with their own iteration counts) on the demo's CSRNet and FlowNet. DAVSS
+checkpoints (``--checkpoint davss=PATH``, e.g. a tools/train_davss run's final.pth) hold the whole net with
+the CSRNet keyframe network and resize with ``align_corners=False``. The run folder gets results.json, results.md,
 config.json and env.json; the last line printed is one JSON object keyed by method with ``miou``,
 ``tc``, ``tiou`` (fractions) and ``ms_per_frame``.
 """
@@ -119,7 +125,7 @@ class Recurrent:
 
 
 class KeyframeStream:
-    """EVSS streaming with a keyframe every ``interval`` frames of a clip (frames 0, k, 2k, ...)."""
+    """EVSS or DAVSS streaming with a keyframe every ``interval`` frames of a clip (frames 0, k, 2k, ...)."""
 
     def __init__(self, net, interval: int):
         self.net, self.interval = net, int(interval)
@@ -161,6 +167,13 @@ def _evss(ctx: Context, name: str):
     return net.eval()
 
 
+def _davss(ctx: Context, name: str):
+    from model import build_davss, load_checkpoint
+    net = build_davss(ctx.num_classes, align_corners=False, keyframe="csrnet").to(ctx.device)
+    load_checkpoint(net, ctx.checkpoint(name))
+    return net.eval()
+
+
 #: name → method. Another method registers here with its builder and the checkpoints it needs.
 METHODS: dict[str, Method] = {
     "per_frame": Method(lambda ctx: PerFrame(_csrnet(ctx, "per_frame")), ("per_frame",),
@@ -173,6 +186,10 @@ METHODS: dict[str, Method] = {
                       "EVSS, keyframe every 5 frames"),
     "evss_k10": Method(lambda ctx: KeyframeStream(_evss(ctx, "evss"), 10), ("evss",),
                        "EVSS, keyframe every 10 frames"),
+    "davss_k5": Method(lambda ctx: KeyframeStream(_davss(ctx, "davss"), 5), ("davss",),
+                       "DAVSS (CSRNet keyframe network), keyframe every 5 frames"),
+    "davss_k10": Method(lambda ctx: KeyframeStream(_davss(ctx, "davss"), 10), ("davss",),
+                        "DAVSS (CSRNet keyframe network), keyframe every 10 frames"),
 }
 
 
@@ -193,15 +210,18 @@ class SyntheticTrainer:
             self.seconds.setdefault(name, seconds)  # later calls find the stages trained (0 s)
         return self.out / stage / "final.pth"
 
-    def finetune(self, name: str, config: str, extra: list[str], csrnet: Path) -> Path:
+    def finetune(self, name: str, config: str, extra: list[str], csrnet: Path, config_iters: bool = False) -> Path:
+        """Train checkpoint ``name`` from ``config`` for ``--iters`` iterations (``config_iters``: the config's)."""
         from tools import train
         final = self.out / name / "final.pth"
         if final.is_file():
             print(f"[compare] {name}: reusing {final}", flush=True)
             return final
-        args = [f"out_dir={self.out / name}", f"threads={self.threads}", f"train.iters={self.iters}",
+        budget = [] if config_iters else [f"train.iters={self.iters}"]
+        args = [f"out_dir={self.out / name}", f"threads={self.threads}", *budget,
                 "data.synthetic.val_clips=0"] + extra + self.overrides.get(name, [])
-        print(f"[compare] training {name} ({config}, {self.iters} iterations from {csrnet})", flush=True)
+        how = "the config's iterations" if config_iters else f"{self.iters} iterations"
+        print(f"[compare] training {name} ({config}, {how} from {csrnet})", flush=True)
         start = time.perf_counter()
         train.run(None, config, args)
         self.seconds[name] = round(time.perf_counter() - start, 1)
@@ -219,6 +239,11 @@ class SyntheticTrainer:
             return self.finetune(name, "configs/synthetic_etc.yaml", [f"model.init={csrnet}"], csrnet)
         if name == "convlstm":
             return self.finetune(name, "configs/synthetic_recurrent.yaml", [f"model.csrnet={csrnet}"], csrnet)
+        if name in ("davss_dmnet", "davss"):
+            parts = [f"model.keyframe_checkpoint={csrnet}", f"model.flownet={checkpoint('flownet')}"]
+            if name == "davss":
+                parts.append(f"model.dmnet={checkpoint('davss_dmnet')}")
+            return self.finetune(name, f"configs/synthetic_{name}.yaml", parts, csrnet, config_iters=True)
         raise KeyError(f"no recipe trains checkpoint {name!r} on the synthetic set; pass --checkpoint {name}=PATH")
 
 
@@ -350,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, help="default: 19 (11 for CamVid)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated, from {sorted(METHODS)}")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
-                   help="a checkpoint by name: per_frame, etc, convlstm, evss, csrnet, flownet (repeatable)")
+                   help="a checkpoint by name: per_frame, etc, convlstm, evss, davss, davss_dmnet, csrnet, flownet "
+                   "(repeatable)")
     p.add_argument("--from-run", type=Path, help="a finished demo run folder (csrnet/, flownet/, evss/ final.pth)")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="run folder")
     p.add_argument("--iters", type=int, default=100, help="fine-tuning iterations of per_frame, etc, convlstm")
