@@ -73,6 +73,12 @@ class CoNet(nn.Module):
         self.edge_layer = EdgeHead()
 
     def forward(self, frame: Tensor, warped_logits: Tensor) -> tuple[Tensor, Tensor]:
+        edge, d2 = self.features(frame)
+        return edge, self.predict_cc(torch.cat([d2, warped_logits], 1))
+
+    def features(self, frame: Tensor) -> tuple[Tensor, Tensor]:
+        """Edge logits (B×2×h×w) and the finest decoder feature ``d2`` (B×32×h×w), on the frame's 1/4
+        grid: everything of ``forward`` that does not depend on the warped logits."""
         x = self.normalize(frame)
         e2 = self.conv2(self.conv1(x))
         e3 = self.conv3_1(self.conv3(e2))
@@ -81,5 +87,4 @@ class CoNet(nn.Module):
         d4 = self.deconv4(self.psp(e5), e4)
         d3 = self.deconv3(d4, e3)
         d2 = self.deconv2(d3, e2)
-        edge = self.edge_layer(d2, d3, d4)
-        return edge, self.predict_cc(torch.cat([d2, warped_logits], 1))
+        return self.edge_layer(d2, d3, d4), d2

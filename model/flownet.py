@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: (name, in, out, kernel, stride) of the encoder convolutions, each followed by LeakyReLU(0.1).
@@ -23,6 +24,14 @@ def _crop_to(x: Tensor, like: Tensor) -> Tensor:
     """Crop a 4×4/2 transposed-conv output (2n+2) to the encoder map it joins, starting at (1, 1)."""
     h, w = like.shape[-2:]
     return x[:, :, 1:1 + h, 1:1 + w]
+
+
+def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
+    """A B×2×h×w flow (in its grid's pixels) bilinearly resized to ``size``, values scaled to the new grid."""
+    h, w = flow.shape[-2:]
+    out = F.interpolate(flow, size=tuple(size), mode="bilinear", align_corners=False)
+    scale = torch.tensor([size[1] / w, size[0] / h], dtype=out.dtype, device=out.device).view(1, 2, 1, 1)
+    return out * scale
 
 
 class FlowNetS(nn.Module):

@@ -23,14 +23,21 @@ These keep the numbers: logits differ from the reference by float rounding (~1e-
 prediction only where two classes are that close.
 
 ``fast=True`` is the fast mode, which trades a measured accuracy change for speed: the three networks
-run under bf16 autocast (oneDNN/AMX on CPUs that have it), and the merge happens on the 1/4 grid
-(:func:`model.fusion.merge_quarter`) before the merged logits are upsampled (``fusion="quarter"``;
-``fusion="exact"`` keeps the full-resolution merge). Its speed ratio and mIoU change are measured by
-``tools/benchmark.py --fast-accuracy`` (see README).
+hold bf16 weights and run in bf16 (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX; faster than
+bf16 autocast, which re-casts the fp32 weights at every call), their outputs are returned in fp32 for
+the warp and the merge, and the merge happens on the 1/4 grid (:func:`model.fusion.merge_quarter`)
+before the merged logits are upsampled (``fusion="quarter"``; ``fusion="exact"`` keeps the
+full-resolution merge).
+
+``nonkey_scale=s < 1`` (fp32 or bf16) is a further, costlier trade: FlowNet and CoNet see non-keyframes
+resized by ``s`` (about s² of their FLOPs); the flow is resized back to the 1/4 grid with its values
+scaled, and CoNet's finest decoder feature and edge logits are resized to the 1/4 grid, where they meet
+the full-detail warped logits in CoNet's last 1×1 convolution (the keyframe network always sees the
+full frame). Speed ratios and mIoU changes are measured by ``tools/benchmark.py`` (``--compare``,
+``--fast-accuracy``; README "Speed").
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Sequence
 
@@ -38,8 +45,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .blocks import ConvNormAct
+from .blocks import ConvNormAct, resize
 from .csrnet import BasicBlock, CSRNetBackbone
+from .davss import quarter_size
+from .flownet import resize_flow
 from .fusion import coarse_distortion, merge_argmax, merge_quarter, upsample_argmax
 from .evss import EVSSStream
 
@@ -91,7 +100,7 @@ class InferenceEVSS(nn.Module):
     """
 
     def __init__(self, net: nn.Module, channels_last: bool = True, fold_bn: bool = True, fast: bool = False,
-                 fusion: str | None = None, folded: int = 0):
+                 fusion: str | None = None, nonkey_scale: float = 1.0, folded: int = 0):
         super().__init__()
         self.net = net
         self.channels_last = channels_last
@@ -100,22 +109,29 @@ class InferenceEVSS(nn.Module):
         self.fusion = fusion or ("quarter" if fast else "exact")
         if self.fusion not in ("exact", "quarter"):
             raise ValueError(f"fusion must be 'exact' or 'quarter', got {fusion!r}")
+        if not 0 < nonkey_scale <= 1:
+            raise ValueError(f"nonkey_scale must be in (0, 1], got {nonkey_scale}")
+        self.nonkey_scale = float(nonkey_scale)
         self.folded = folded
         self.wf = net.wf
         self.num_classes = net.num_classes
 
     def extra_repr(self) -> str:
         return (f"channels_last={self.channels_last}, fold_bn={self.fold_bn} ({self.folded} folded), "
-                f"fast={self.fast}, fusion={self.fusion!r}")
+                f"fast={self.fast}, fusion={self.fusion!r}, nonkey_scale={self.nonkey_scale}")
 
-    def _autocast(self, device: torch.device):
-        if not self.fast:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the networks run in: bfloat16 in the fast mode, else float32."""
+        return torch.bfloat16 if self.fast else torch.float32
+
+    def _layout(self, x: Tensor) -> Tensor:
+        x = x.to(self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def prepare(self, frame: Tensor) -> Tensor:
-        """The frame in the layout the networks run in (one conversion per frame)."""
-        return frame.contiguous(memory_format=torch.channels_last) if self.channels_last else frame
+        """The frame in the layout and precision the networks run in (one conversion per frame)."""
+        return self._layout(frame)
 
     @staticmethod
     def _out(x: Tensor) -> Tensor:
@@ -123,22 +139,32 @@ class InferenceEVSS(nn.Module):
 
     @torch.no_grad()
     def keyframe(self, frame: Tensor) -> Tensor:
-        with self._autocast(frame.device):
-            return self._out(self.net.csrnet(frame))
+        return self._out(self.net.csrnet(frame))
+
+    def _nonkey_input(self, frame: Tensor) -> Tensor:
+        """The frame as FlowNet and CoNet see it: bilinearly resized by ``nonkey_scale``."""
+        if self.nonkey_scale == 1:
+            return frame
+        h, w = frame.shape[-2:]
+        return resize(frame, (max(1, round(h * self.nonkey_scale)), max(1, round(w * self.nonkey_scale))))
 
     @torch.no_grad()
     def flow(self, current: Tensor, previous: Tensor) -> Tensor:
-        with self._autocast(current.device):
-            pair = torch.cat([current, previous], 1)
-            return self._out(self.net.flownet(pair))
+        pair = torch.cat([self._nonkey_input(current), self._nonkey_input(previous)], 1)
+        flow = self._out(self.net.flownet(pair))
+        return resize_flow(flow, quarter_size(current.shape[-2:])) if self.nonkey_scale != 1 else flow
 
     @torch.no_grad()
     def conet(self, frame: Tensor, warped_q: Tensor) -> tuple[Tensor, Tensor]:
-        with self._autocast(frame.device):
-            if self.channels_last:
-                warped_q = warped_q.contiguous(memory_format=torch.channels_last)
+        warped_q = self._layout(warped_q)
+        if self.nonkey_scale == 1:
             edge, update = self.net.conet(frame, warped_q)
-            return self._out(edge), self._out(update)
+        else:  # the decoder runs at the reduced size; its output joins the warped logits on the 1/4 grid
+            edge, d2 = self.net.conet.features(self._nonkey_input(frame))
+            size_q = warped_q.shape[-2:]
+            edge, d2 = resize(edge, size_q), resize(d2, size_q)
+            update = self.net.conet.predict_cc(torch.cat([d2, warped_q], 1))
+        return self._out(edge), self._out(update)
 
     def merge_pred(self, warped_q: Tensor, update_q: Tensor, edge_q: Tensor, dm_coarse_q: Tensor, wf: float,
                    size: tuple[int, int]) -> Tensor:
@@ -198,10 +224,13 @@ class PredStream(EVSSStream):
 
 
 def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: bool = True, fast: bool = False,
-                           fusion: str | None = None, inplace: bool = False) -> InferenceEVSS:
+                           fusion: str | None = None, nonkey_scale: float = 1.0,
+                           inplace: bool = False) -> InferenceEVSS:
     """An :class:`InferenceEVSS` of a trained ``EVSS`` (a deep copy unless ``inplace``), in eval mode.
 
-    ``fast=True`` selects the fast mode (bf16 autocast, 1/4-grid merge unless ``fusion="exact"``).
+    ``fast=True`` selects the fast mode (bf16 weights and activations, 1/4-grid merge unless
+    ``fusion="exact"``). ``nonkey_scale < 1`` runs FlowNet and CoNet on non-keyframes resized by that
+    factor (an accuracy trade; see the module docstring).
     """
     if not inplace:
         net = copy.deepcopy(net)
@@ -211,4 +240,7 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
     folded = fold_batchnorm(net) if fold_bn else 0
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    return InferenceEVSS(net, channels_last=channels_last, fold_bn=fold_bn, fast=fast, fusion=fusion, folded=folded)
+    if fast:
+        net = net.to(torch.bfloat16)
+    return InferenceEVSS(net, channels_last=channels_last, fold_bn=fold_bn, fast=fast, fusion=fusion,
+                         nonkey_scale=nonkey_scale, folded=folded)

@@ -14,6 +14,7 @@ from model import build_evss, load_checkpoint
 from model.blocks import upsample4
 from model.fusion import (coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
                           upsample_argmax, upsample_argmax_pytorch)
+from model.flownet import resize_flow
 from model.inference import fold_batchnorm, optimize_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,15 +167,57 @@ def test_optimized_stream_matches_reference(net):
     assert "logits" in ref[1] and "dm_fine" in ref[1]
 
 
-def test_fast_mode_runs(net):
+def test_fast_mode_is_bf16_and_close_to_exact(net):
     g = torch.Generator().manual_seed(2)
     frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(2)]
-    fast = optimize_for_inference(net, fast=True)
-    out = [fast.stream().step(frames[0], keyframe=True)]
-    stream = fast.stream()
-    stream.step(frames[0], keyframe=True)
-    out = stream.step(frames[1])
+    exact, fast = optimize_for_inference(net), optimize_for_inference(net, fast=True)
+    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # the source network is untouched
+    outs = []
+    for m in (exact, fast):
+        stream = m.stream()
+        stream.step(frames[0], keyframe=True)
+        outs.append(stream.step(frames[1]))
+    ref, out = outs
     assert out["pred"].shape == (1, 64, 96) and out["update"].dtype == torch.float32
+    for key in ("warped", "update", "flow"):  # bf16 keeps ~3 significant digits; errors compound over layers
+        scale = ref[key].abs().max().item()
+        assert (out[key] - ref[key]).abs().max() <= 0.1 * scale, key
+        assert (out[key] - ref[key]).abs().mean() <= 0.02 * scale, key
+
+
+def test_resize_flow_scales_values_to_the_new_grid():
+    flow = torch.stack([torch.full((3, 5), 1.5), torch.full((3, 5), -2.0)])[None]
+    out = resize_flow(flow, (6, 20))
+    assert out.shape == (1, 2, 6, 20)
+    assert torch.allclose(out[0, 0], torch.full((6, 20), 6.0)) and torch.allclose(out[0, 1], torch.full((6, 20), -4.0))
+    # a flow linear in x, u(x) = x on a 1×8 grid, halved: samples at the 2×2 box centres x = 2j + 0.5, halved values
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 2, 2, 8)
+    assert torch.allclose(resize_flow(ramp, (1, 4))[0, 0, 0], (2 * torch.arange(4.0) + 0.5) / 2)
+
+
+def test_nonkey_scale(net):
+    g = torch.Generator().manual_seed(4)
+    frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(2)]
+    full = optimize_for_inference(net)
+    half = optimize_for_inference(net, nonkey_scale=0.5)
+    with pytest.raises(ValueError, match="nonkey_scale"):
+        optimize_for_inference(net, nonkey_scale=0)
+    outs = []
+    for m in (full, half):
+        stream = m.stream()
+        stream.step(frames[0], keyframe=True)
+        outs.append(stream.step(frames[1]))
+    ref, out = outs
+    for key in ("flow", "update", "edge"):
+        assert out[key].shape == ref[key].shape == (1, ref[key].shape[1], 16, 24), key
+    assert out["pred"].shape == (1, 64, 96)
+    # the reduced-size decoder enters the last 1×1 conv next to the full-detail warped logits
+    small = torch.nn.functional.interpolate(frames[1], size=(32, 48), mode="bilinear", align_corners=False)
+    edge_s, d2_s = net.conet.features(small)
+    d2 = torch.nn.functional.interpolate(d2_s, size=(16, 24), mode="bilinear", align_corners=False)
+    expected = net.conet.predict_cc(torch.cat([d2, out["warped"]], 1))
+    assert (out["update"] - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
 
 
 def test_benchmark_cli_smoke(tmp_path):

@@ -18,8 +18,10 @@ Variants (``--variant``, ``--compare A B``):
     :func:`model.inference.optimize_for_inference`: BatchNorm folded, ``channels_last``, the fused
     merge-argmax operator; fp32, same numbers to float rounding.
 ``fast``
-    the fast mode: ``exact`` plus bf16 autocast and the merge on the 1/4 grid (measured accuracy
-    change). ``fast-fullres``: bf16 autocast with the exact full-resolution merge.
+    the fast mode, ``optimize_for_inference(net, fast=True)``: ``exact`` with bf16 weights and
+    activations and the merge on the 1/4 grid (measured accuracy change, ``--fast-accuracy``).
+    ``fast-fullres`` keeps the exact full-resolution merge; ``fast-half`` adds ``nonkey_scale=0.5``
+    (FlowNet and CoNet on half-size non-keyframes, a larger accuracy cost).
 
 Timings (milliseconds, medians over ``--repeats`` runs after ``--warmup`` runs; on CUDA every timed
 call ends with ``torch.cuda.synchronize``): ``key_ms`` (CSRNet to its 1/4-grid logits, as the
@@ -38,7 +40,9 @@ image and the full-resolution prediction), ``flownet``, ``warp`` (one warp of th
 networks interleaved in one process and adds ``compare_methods``: the first's times over the second's
 for the stages they share (with ``--variant original`` the EVSS step is its plain ``net.stream()``
 path too). ``peak_mem_mb`` is the peak RSS of a fresh process that runs that variant
-at that resolution (CPU; on CUDA ``torch.cuda.max_memory_allocated``). GFLOPs per module come from
+at that resolution (CPU; on CUDA ``torch.cuda.max_memory_allocated``), ``base_mem_mb`` the same process
+once the model and inputs are loaded (torch alone holds ~0.5 GB of RSS on CPU) and ``inference_mem_mb``
+their difference, the memory inference itself needs (the peak counter is restarted at the base). GFLOPs per module come from
 ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products, 2 FLOPs per
 multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading (decoding a PNG of the
 resolution) is timed on its own and never inside the model timings.
@@ -71,7 +75,14 @@ from model.fusion import coarse_distortion, crop, fuse  # noqa: E402
 from model.inference import optimize_for_inference  # noqa: E402
 from model.warp import warp  # noqa: E402
 
-VARIANTS = ("original", "exact", "fast", "fast-fullres")
+#: The optimised variants: their ``optimize_for_inference`` arguments (``original`` is the plain net).
+VARIANT_OPTIONS = {
+    "exact": {},
+    "fast": {"fast": True},
+    "fast-fullres": {"fast": True, "fusion": "exact"},
+    "fast-half": {"fast": True, "nonkey_scale": 0.5},
+}
+VARIANTS = ("original", *VARIANT_OPTIONS)
 METHODS = ("evss", "davss")
 #: Stages in table order; each runner times those it has.
 STAGES = ("key", "key_step", "flownet", "warp", "conet", "fusion", "downsample", "dmnet", "cfnet", "merge", "nonkey")
@@ -102,11 +113,12 @@ def parse_methods(text: str) -> list[str]:
 
 
 def load_net(num_classes: int, weights: str, device: torch.device):
-    """The EVSS net in eval mode: make_weights.py's deterministic checkpoint when available
-    (``weights``: citys / camvid), else random initialisation."""
+    """The EVSS net in eval mode: a checkpoint file (any layout ``load_checkpoint`` reads; the
+    peak-memory workers get the parent's state dict), make_weights.py's deterministic checkpoint
+    (``weights``: citys / camvid) when available, else random initialisation."""
     net = build_evss(num_classes).eval()
-    if os.path.isfile(weights):  # a saved state dict (the peak-memory workers get the parent's)
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True, mmap=True))
+    if os.path.isfile(weights):
+        load_checkpoint(net, weights)
     elif weights != "random" and MAKE_WEIGHTS.is_file():
         spec = importlib.util.spec_from_file_location("make_weights", MAKE_WEIGHTS)
         mw = importlib.util.module_from_spec(spec)
@@ -137,7 +149,7 @@ class Runner:
 
     flop_stages = ("key", "flownet", "conet", "nonkey")
 
-    def __init__(self, name: str, net, device: torch.device):
+    def __init__(self, name: str, net, device: torch.device, inplace: bool = False):
         self.name = name
         self.device = device
         if name == "original":
@@ -148,9 +160,7 @@ class Runner:
             self.flow = net.flow
             self.stream = net.stream()
         else:
-            fast = name.startswith("fast")
-            fusion = "exact" if name in ("exact", "fast-fullres") else "quarter"
-            self.model = optimize_for_inference(net, fast=fast, fusion=fusion)
+            self.model = optimize_for_inference(net, inplace=inplace, **VARIANT_OPTIONS[name])
             self.prepare = self.model.prepare
             self.conet = self.model.conet
             self.keyframe = self.model.keyframe
@@ -304,26 +314,47 @@ def peak_memory_worker(args) -> None:
     if args.variant == "lraspp":
         model, prep = build_lraspp(args.num_classes, device, bf16=False)
         frame = make_frames(args.batch, h, w, device, n=1)[0]
-        with torch.no_grad():
-            for _ in range(2):
-                model(prep(frame))
     else:
         if args.method == ["davss"]:
             r = DAVSSRunner(load_davss(args.num_classes, args.keyframe, args.weights, device))
         else:
             net = load_net(args.num_classes, args.weights, device)
-            r = Runner(args.variant, net, device)
-            del net
+            r = Runner(args.variant, net, device, inplace=True)  # no second copy of the weights
         frames = make_frames(args.batch, h, w, device)
-        with torch.no_grad():
-            for _ in range(2):
+    base = current_memory_mb(device)
+    with torch.no_grad():
+        for _ in range(2):
+            if args.variant == "lraspp":
+                model(prep(frame))
+            else:
                 r.stream.step(frames[0], keyframe=True)
                 r.stream.step(frames[1])
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
+    print(json.dumps({"peak_mem_mb": peak, "base_mem_mb": base}))
+
+
+def current_memory_mb(device: torch.device) -> float:
+    """Memory in use once the model and inputs are ready (CUDA: allocated; CPU: RSS), and the peak
+    counter restarted there where the OS allows it, so the peak is that of inference alone."""
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak = peak_rss_mb()
-    print(json.dumps({"peak_mem_mb": peak}))
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+    return resource_rss_mb()
+
+
+def resource_rss_mb() -> float:
+    """This process's current RSS (VmRSS of /proc/self/status; 0 where that is not available)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def peak_rss_mb() -> float:
@@ -338,7 +369,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> float | None:
+def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> dict | None:
+    """``peak_mem_mb`` (peak RSS or CUDA allocation while streaming a keyframe and a non-keyframe twice)
+    and ``base_mem_mb`` (the same once the model and inputs are loaded) of a fresh worker process."""
     weights = args.weights
     tmp = None
     if net is not None:  # hand the weights over as a file: the worker's peak is then the model's own
@@ -353,7 +386,7 @@ def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> f
             os.unlink(tmp.name)
 
 
-def _peak_memory_subprocess(variant, res, args, weights) -> float | None:
+def _peak_memory_subprocess(variant, res, args, weights) -> dict | None:
     network = ["--method", "davss", "--keyframe", args.keyframe] if variant == "davss" else ["--variant", variant]
     cmd = [sys.executable, "-m", "tools.benchmark", "--_peak-worker", *network,
            "--resolutions", f"{res[0]}x{res[1]}", "--threads", str(args.threads), "--batch", str(args.batch),
@@ -362,7 +395,7 @@ def _peak_memory_subprocess(variant, res, args, weights) -> float | None:
     if proc.returncode != 0:
         print(f"[benchmark] peak-memory run of {variant} at {res} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_mb"]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -372,12 +405,12 @@ def _peak_memory_subprocess(variant, res, args, weights) -> float | None:
 def build_lraspp(num_classes: int, device: torch.device, bf16: bool):
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
+    dtype = torch.bfloat16 if bf16 else torch.float32  # bf16 weights, as the EVSS fast mode (faster than autocast)
     model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes).eval()
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = model.to(device, dtype).to(memory_format=torch.channels_last)
 
     def run(x):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(x.contiguous(memory_format=torch.channels_last))["out"].argmax(1)
+        return model(x.to(dtype).contiguous(memory_format=torch.channels_last))["out"].argmax(1)
 
     return run, (lambda x: x)
 
@@ -524,7 +557,10 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
                 entry["gflop_per_s"] = {stage: gf[stage] / (entry[f"{stage}_ms"] / 1e3)
                                         for stage in gf if entry.get(f"{stage}_ms")}
             if not args.no_memory:
-                entry["peak_mem_mb"] = measure_peak_memory(name, res, args, nets[name])
+                mem = measure_peak_memory(name, res, args, nets[name]) or {"peak_mem_mb": None}
+                entry.update(mem)
+                if mem["peak_mem_mb"] is not None:
+                    entry["inference_mem_mb"] = mem["peak_mem_mb"] - mem["base_mem_mb"]
         result[name] = entry
     if len(args.method) == 2:
         a, b = (result[name] for name in runners)
@@ -544,6 +580,7 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
         }
         if ra.get("peak_mem_mb") and rb.get("peak_mem_mb"):
             result["compare"]["peak_mem_ratio"] = ra["peak_mem_mb"] / rb["peak_mem_mb"]
+            result["compare"]["inference_mem_ratio"] = ra["inference_mem_mb"] / rb["inference_mem_mb"]
     return result
 
 
@@ -553,7 +590,7 @@ def print_table(results: dict, variants, args) -> None:
     print(f"\nthreads {torch.get_num_threads()}, batch {args.batch}, device {args.device}, "
           f"median of {args.repeats} runs (ms)")
     header = f"{'resolution':>10} {'variant':>13} " + " ".join(f"{c:>{width[c]}}" for c in cols) + \
-        " " + " ".join(f"{'k=' + str(k):>8}" for k in args.ks) + f" {'peakMB':>7}"
+        " " + " ".join(f"{'k=' + str(k):>8}" for k in args.ks) + f" {'peakMB':>7} {'inferMB':>7}"
     print(header)
     for res_key, res in results["resolutions"].items():
         for name, e in res.items():
@@ -562,8 +599,8 @@ def print_table(results: dict, variants, args) -> None:
             vals = " ".join(f"{e[c + '_ms']:{width[c]}.1f}" if (c + "_ms") in e else " " * width[c] for c in cols)
             am = " ".join(f"{e['amortised_k' + str(k) + '_ms']:8.1f}" if ("amortised_k%d_ms" % k) in e
                           else f"{e.get('key_step_ms', 0):8.1f}" for k in args.ks)
-            mem = e.get("peak_mem_mb")
-            print(f"{res_key:>10} {name:>13} {vals} {am} {'-' if mem is None else str(round(mem)):>7}")
+            mem = " ".join(f"{'-' if e.get(k) is None else str(round(e[k])):>7}" for k in ("peak_mem_mb", "inference_mem_mb"))
+            print(f"{res_key:>10} {name:>13} {vals} {am} {mem}")
         for name, e in res.items():
             if not name.startswith("compare") and "gflops" in e:
                 gf = ", ".join(f"{s} {e['gflops'][s]:.1f} GFLOP @ {e['gflop_per_s'].get(s, 0):.0f} GFLOP/s"
@@ -574,7 +611,8 @@ def print_table(results: dict, variants, args) -> None:
             a, b = variants
             print(f"{'':>10} {a}/{b} time ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in c["ratios"].items()) +
                   "; amortised " + ", ".join(f"{k} {v:.2f}x" for k, v in c["amortised_ratios"].items()) +
-                  (f"; peak memory {c['peak_mem_ratio']:.2f}x" if "peak_mem_ratio" in c else ""))
+                  (f"; peak memory {c['peak_mem_ratio']:.2f}x (inference alone {c['inference_mem_ratio']:.2f}x)"
+                   if "peak_mem_ratio" in c else ""))
             print(f"{'':>10} largest output difference: " +
                   ", ".join(f"{k} {v:.3g}" for k, v in c["difference"].items()))
         if "compare_methods" in res:
@@ -612,7 +650,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP counting")
     p.add_argument("--fast-accuracy", action="store_true", help="only measure the fast mode's mIoU change")
-    p.add_argument("--fast-variant", default="fast", choices=("fast", "fast-fullres"))
+    p.add_argument("--fast-variant", default="fast", choices=[v for v in VARIANTS if v.startswith("fast")])
     p.add_argument("--accuracy-windows", type=int, default=16)
     p.add_argument("--accuracy-distance", type=int, default=5)
     p.add_argument("--synthetic-kwargs", default="{}", help="JSON dict of SyntheticVideoDataset arguments")
