@@ -80,24 +80,30 @@ class SKFusion(nn.Module):
     """Selective-kernel fusion of two equally shaped maps with per-channel softmax weights.
 
     ``s = a + b``; ``z = fc(avgpool(s))``; per channel, ``(w_a, w_b) = softmax(fc1(z), fc2(z))``;
-    output ``conv_out(w_a·a + w_b·b)``. ``avgpool(s)`` is computed as ``avgpool(a) + avgpool(b)`` and
-    the blend in place, so no full-size ``a + b`` and one full-size temporary instead of three (equal
-    to the literal form up to float rounding).
+    output ``conv_out(w_a·a + w_b·b)``, computed in this order by default (the original's). With
+    ``lean = True`` (set by :func:`model.inference.optimize_for_inference`) ``avgpool(s)`` is computed as
+    ``avgpool(a) + avgpool(b)`` and the blend in place: no full-size ``a + b`` and one full-size
+    temporary instead of three, equal up to float rounding.
     """
 
     def __init__(self, channels: int, act: Callable[[], nn.Module]):
         super().__init__()
+        self.lean = False
         self.fc = ConvNormAct(channels, channels, 1, act, norm=PooledBatchNorm2d)
         self.fc1 = nn.Linear(channels, channels)
         self.fc2 = nn.Linear(channels, channels)
         self.conv_out = ConvNormAct(channels, channels, 1, act)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        z = self.fc(F.adaptive_avg_pool2d(a, 1) + F.adaptive_avg_pool2d(b, 1)).flatten(1)
+        if self.lean:
+            pooled = F.adaptive_avg_pool2d(a, 1) + F.adaptive_avg_pool2d(b, 1)
+        else:
+            pooled = F.adaptive_avg_pool2d(a + b, 1)
+        z = self.fc(pooled).flatten(1)
         weights = torch.softmax(torch.stack([self.fc1(z), self.fc2(z)], 1), dim=1)
         w_a = weights[:, 0, :, None, None]
         w_b = weights[:, 1, :, None, None]
-        return self.conv_out((a * w_a).addcmul_(b, w_b))
+        return self.conv_out((a * w_a).addcmul_(b, w_b) if self.lean else a * w_a + b * w_b)
 
 
 class UpsampleSK(nn.Module):

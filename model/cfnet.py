@@ -39,5 +39,6 @@ class CFNet(nn.Module):
         c5 = self.conv5_1(self.conv5(c4))
         x = self.conv6_1(self.conv6(c5))
         for name, skip in zip(("deconv5", "deconv4", "deconv3", "deconv2"), (c5, c4, c3, c2)):
-            x = torch.cat([skip, _crop_to(getattr(self, name)(x), skip)], 1)
+            deconv = getattr(self, name)
+            x = torch.cat([skip, _crop_to(deconv(x), skip, deconv[0])], 1)
         return self.predict_cc(x)

@@ -20,10 +20,22 @@ def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=True), nn.LeakyReLU(0.1, inplace=True))
 
 
-def _crop_to(x: Tensor, like: Tensor) -> Tensor:
-    """Crop a 4×4/2 transposed-conv output (2n+2) to the encoder map it joins, starting at (1, 1)."""
+def _crop_to(x: Tensor, like: Tensor, deconv: nn.ConvTranspose2d) -> Tensor:
+    """Crop a 4×4/2 transposed-conv output to the encoder map it joins. The original crops the full
+    (2n+2) output (padding 0) from (1, 1); a padding p drops p rows and columns on each side, so the
+    crop starts at 1 − p (:func:`compute_cropped_deconvolutions`)."""
     h, w = like.shape[-2:]
-    return x[:, :, 1:1 + h, 1:1 + w]
+    top, left = 1 - deconv.padding[0], 1 - deconv.padding[1]
+    return x[:, :, top:top + h, left:left + w]
+
+
+def compute_cropped_deconvolutions(net: nn.Module) -> None:
+    """Give the transposed convolutions of a FlowNetS (or CFNet) padding 1, in place: they then compute
+    only the 2n outputs the crops keep instead of 2n+2 (same numbers to float rounding, less work; an
+    inference transform)."""
+    for m in net.modules():
+        if isinstance(m, nn.ConvTranspose2d):
+            m.padding = (1, 1)
 
 
 def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
@@ -61,7 +73,8 @@ class FlowNetS(nn.Module):
         x = self.conv6_1(self.conv6(c5))
         for level, skip in zip((6, 5, 4, 3), (c5, c4, c3, c2)):
             flow = getattr(self, f"predict_flow{level}")(x)
-            deconv = getattr(self, f"deconv{level - 1}")(x)
-            up = getattr(self, f"upsample_flow{level}to{level - 1}")(flow)
-            x = torch.cat([skip, _crop_to(deconv, skip), _crop_to(up, skip)], 1)
+            deconv_layer = getattr(self, f"deconv{level - 1}")
+            up_layer = getattr(self, f"upsample_flow{level}to{level - 1}")
+            deconv, up = deconv_layer(x), up_layer(flow)
+            x = torch.cat([skip, _crop_to(deconv, skip, deconv_layer[0]), _crop_to(up, skip, up_layer)], 1)
         return FLOW_SCALE * self.predict_flow2(x)

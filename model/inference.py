@@ -45,10 +45,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .blocks import ConvNormAct, resize
+from .blocks import ConvNormAct, SKFusion, resize
 from .csrnet import BasicBlock, CSRNetBackbone
 from .davss import quarter_size
-from .flownet import resize_flow
+from .flownet import FlowNetS, compute_cropped_deconvolutions, resize_flow
 from .fusion import coarse_distortion, merge_argmax, merge_quarter, upsample_argmax
 from .evss import EVSSStream
 
@@ -238,6 +238,11 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
     for p in net.parameters():
         p.requires_grad_(False)
     folded = fold_batchnorm(net) if fold_bn else 0
+    for m in net.modules():
+        if isinstance(m, SKFusion):
+            m.lean = True
+        elif isinstance(m, FlowNetS):
+            compute_cropped_deconvolutions(m)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     if fast:

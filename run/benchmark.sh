@@ -13,4 +13,4 @@ DEVICE=${DEVICE:-cpu}
 mkdir -p "$OUT"
 python -m tools.benchmark --device "$DEVICE" --variant exact --baseline lraspp --json "$OUT/exact.json" "$@"
 python -m tools.benchmark --device "$DEVICE" --compare original exact --no-flops --json "$OUT/compare_exact.json" "$@"
-python -m tools.benchmark --device "$DEVICE" --compare exact fast --no-flops --json "$OUT/compare_fast.json" "$@"
+python -m tools.benchmark --device "$DEVICE" --compare exact fast --json "$OUT/compare_fast.json" "$@"

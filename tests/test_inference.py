@@ -2,6 +2,7 @@
 the prediction-only stream, and a smoke run of the benchmark CLI."""
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from model import build_evss, load_checkpoint
 from model.blocks import upsample4
 from model.fusion import (coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
                           upsample_argmax, upsample_argmax_pytorch)
-from model.flownet import resize_flow
+from model.flownet import compute_cropped_deconvolutions, resize_flow
 from model.inference import fold_batchnorm, optimize_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +185,17 @@ def test_fast_mode_is_bf16_and_close_to_exact(net):
         scale = ref[key].abs().max().item()
         assert (out[key] - ref[key]).abs().max() <= 0.1 * scale, key
         assert (out[key] - ref[key]).abs().mean() <= 0.02 * scale, key
+
+
+@pytest.mark.parametrize("size", [(64, 96), (50, 71)])
+def test_cropped_deconvolutions_equal_the_original_crop(net, size):
+    pair = torch.rand(1, 6, *size, generator=torch.Generator().manual_seed(5))
+    cropped = copy.deepcopy(net.flownet)
+    compute_cropped_deconvolutions(cropped)
+    with torch.no_grad():
+        ref, out = net.flownet(pair), cropped(pair)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
 
 
 def test_resize_flow_scales_values_to_the_new_grid():
