@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # EVSS speed benchmark (tools/benchmark.py): keyframe, the parts of a non-keyframe step, amortised
 # cost for k = 1, 5, 10, peak memory, GFLOP/s, data loading on its own, and the per-frame LRASPP
-# baseline in the same run; then the optimised exact path against the straightforward original-order
-# path, interleaved in one process.
+# baseline in the same run; then, each pair interleaved in one process, the optimised exact path against
+# the straightforward original-order path, and the fast mode against the exact path (with FLOP rates).
 # Usage: bash run/benchmark.sh [benchmark args...]   e.g. --resolutions 512x1024 --threads 2
 # Environment: OUT (JSON folder, default runs/benchmark), DEVICE (cpu or cuda, default cpu).
 set -euo pipefail
