@@ -168,18 +168,23 @@ def test_optimized_stream_matches_reference(net):
     assert "logits" in ref[1] and "dm_fine" in ref[1]
 
 
-def test_fast_mode_is_bf16_and_close_to_exact(net):
-    g = torch.Generator().manual_seed(2)
+def _non_keyframe_steps(models, seed: int) -> tuple[list[torch.Tensor], list[dict]]:
+    """Each model's stream output for frame 1 after keyframe 0 (two random 64×96 frames)."""
+    g = torch.Generator().manual_seed(seed)
     frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(2)]
-    exact, fast = optimize_for_inference(net), optimize_for_inference(net, fast=True)
-    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
-    assert all(p.dtype == torch.float32 for p in net.parameters())  # the source network is untouched
     outs = []
-    for m in (exact, fast):
+    for m in models:
         stream = m.stream()
         stream.step(frames[0], keyframe=True)
         outs.append(stream.step(frames[1]))
-    ref, out = outs
+    return frames, outs
+
+
+def test_fast_mode_is_bf16_and_close_to_exact(net):
+    exact, fast = optimize_for_inference(net), optimize_for_inference(net, fast=True)
+    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # the source network is untouched
+    _, (ref, out) = _non_keyframe_steps((exact, fast), seed=2)
     assert out["pred"].shape == (1, 64, 96) and out["update"].dtype == torch.float32
     for key in ("warped", "update", "flow"):  # bf16 keeps ~3 significant digits; errors compound over layers
         scale = ref[key].abs().max().item()
@@ -209,24 +214,16 @@ def test_resize_flow_scales_values_to_the_new_grid():
 
 
 def test_nonkey_scale(net):
-    g = torch.Generator().manual_seed(4)
-    frames = [torch.rand(1, 3, 64, 96, generator=g) for _ in range(2)]
-    full = optimize_for_inference(net)
-    half = optimize_for_inference(net, nonkey_scale=0.5)
     with pytest.raises(ValueError, match="nonkey_scale"):
         optimize_for_inference(net, nonkey_scale=0)
-    outs = []
-    for m in (full, half):
-        stream = m.stream()
-        stream.step(frames[0], keyframe=True)
-        outs.append(stream.step(frames[1]))
-    ref, out = outs
+    models = optimize_for_inference(net), optimize_for_inference(net, nonkey_scale=0.5)
+    frames, (ref, out) = _non_keyframe_steps(models, seed=4)
     for key in ("flow", "update", "edge"):
         assert out[key].shape == ref[key].shape == (1, ref[key].shape[1], 16, 24), key
     assert out["pred"].shape == (1, 64, 96)
     # the reduced-size decoder enters the last 1×1 conv next to the full-detail warped logits
     small = torch.nn.functional.interpolate(frames[1], size=(32, 48), mode="bilinear", align_corners=False)
-    edge_s, d2_s = net.conet.features(small)
+    _, d2_s = net.conet.features(small)
     d2 = torch.nn.functional.interpolate(d2_s, size=(16, 24), mode="bilinear", align_corners=False)
     expected = net.conet.predict_cc(torch.cat([d2, out["warped"]], 1))
     assert (out["update"] - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())

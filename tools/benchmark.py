@@ -39,12 +39,14 @@ image and the full-resolution prediction), ``flownet``, ``warp`` (one warp of th
 ×4 upsamplings, blend and argmax), ``nonkey`` and the amortised cost. ``--method davss,evss`` times both
 networks interleaved in one process and adds ``compare_methods``: the first's times over the second's
 for the stages they share (with ``--variant original`` the EVSS step is its plain ``net.stream()``
-path too). ``peak_mem_mb`` is the peak RSS of a fresh process that runs that variant
-at that resolution (CPU; on CUDA ``torch.cuda.max_memory_allocated``), ``base_mem_mb`` the same process
-once the model and inputs are loaded (torch alone holds ~0.5 GB of RSS on CPU) and ``inference_mem_mb``
-their difference, the memory inference itself needs (the peak counter is restarted at the base). GFLOPs per module come from
-``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products, 2 FLOPs per
-multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading (decoding a PNG of the
+path too).
+
+``peak_mem_mb`` is the peak RSS of a fresh process that streams a keyframe and a non-keyframe twice
+with that variant at that resolution (on CUDA ``torch.cuda.max_memory_allocated``); ``base_mem_mb`` is
+the same process once the model and inputs are loaded (torch alone holds ~0.6 GB of RSS on CPU) and
+``inference_mem_mb`` their difference, the memory inference itself needs (the peak counter is restarted
+at the base). GFLOPs per module come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions
+and matrix products, 2 FLOPs per multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading (decoding a PNG of the
 resolution) is timed on its own and never inside the model timings.
 """
 from __future__ import annotations
@@ -343,30 +345,25 @@ def current_memory_mb(device: torch.device) -> float:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     except OSError:
         pass
-    return resource_rss_mb()
+    return _proc_status_mb("VmRSS") or 0.0
 
 
-def resource_rss_mb() -> float:
-    """This process's current RSS (VmRSS of /proc/self/status; 0 where that is not available)."""
+def _proc_status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status in MB (None where that file is not available)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return None
 
 
 def peak_rss_mb() -> float:
     """This process's peak RSS: VmHWM of /proc/self/status (the current address space only; getrusage's
     ru_maxrss would also count the parent's resident pages at fork time), else ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _proc_status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> dict | None:
@@ -599,7 +596,8 @@ def print_table(results: dict, variants, args) -> None:
             vals = " ".join(f"{e[c + '_ms']:{width[c]}.1f}" if (c + "_ms") in e else " " * width[c] for c in cols)
             am = " ".join(f"{e['amortised_k' + str(k) + '_ms']:8.1f}" if ("amortised_k%d_ms" % k) in e
                           else f"{e.get('key_step_ms', 0):8.1f}" for k in args.ks)
-            mem = " ".join(f"{'-' if e.get(k) is None else str(round(e[k])):>7}" for k in ("peak_mem_mb", "inference_mem_mb"))
+            mem = " ".join(f"{'-' if e.get(k) is None else str(round(e[k])):>7}"
+                           for k in ("peak_mem_mb", "inference_mem_mb"))
             print(f"{res_key:>10} {name:>13} {vals} {am} {mem}")
         for name, e in res.items():
             if not name.startswith("compare") and "gflops" in e:
