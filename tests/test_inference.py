@@ -244,3 +244,20 @@ def test_benchmark_cli_smoke(tmp_path):
     assert "environment" in data and data["threads"] >= 1
     assert "ratios" in data["resolutions"]["64x128"]["compare"]
     assert "time ratios" in proc.stdout
+
+
+def test_benchmark_fast_accuracy_cli(tmp_path, net):
+    weights = tmp_path / "evss.pth"
+    torch.save(net.state_dict(), weights)
+    out = tmp_path / "acc.json"
+    kwargs = json.dumps({"num_clips": 1, "clip_len": 4, "height": 32, "width": 64, "window": 4})
+    cmd = [sys.executable, "-m", "tools.benchmark", "--fast-accuracy", "--weights", str(weights), "--synthetic-kwargs",
+           kwargs, "--accuracy-distance", "2", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())["fast_accuracy"]
+    assert res["windows"] == 1 and res["distance"] == 2
+    assert res["miou_change_points"] == pytest.approx(res["miou_fast"] - res["miou_exact"])
+    assert 0 <= res["agreement_miou_fast_vs_exact"] <= 100
+    refused = subprocess.run(cmd[:5] + ["no-such.pth"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "needs a trained EVSS checkpoint" in refused.stderr

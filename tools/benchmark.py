@@ -478,9 +478,13 @@ def output_difference(a: Runner, b: Runner, frames: list[torch.Tensor]) -> dict:
 
 
 def fast_accuracy(args) -> dict:
-    """mIoU of exact vs fast on the synthetic validation windows (keyframe distances 1..d)."""
+    """mIoU of exact vs fast on the synthetic validation windows (keyframe distance d), for a trained
+    EVSS checkpoint (``--weights FILE``; the deterministic make_weights.py nets segment nothing)."""
     from engine.metrics import ConfusionMatrix
 
+    if not os.path.isfile(args.weights):
+        raise SystemExit(f"--fast-accuracy needs a trained EVSS checkpoint: --weights {args.weights!r} is not a file "
+                         "(e.g. runs/demo/evss/final.pth from bash run/demo.sh)")
     device = torch.device(args.device)
     net = load_net(args.num_classes, args.weights, device)
     runners = {name: Runner(name, net, device) for name in ("exact", args.fast_variant)}
@@ -649,9 +653,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP counting")
     p.add_argument("--fast-accuracy", action="store_true", help="only measure the fast mode's mIoU change")
     p.add_argument("--fast-variant", default="fast", choices=[v for v in VARIANTS if v.startswith("fast")])
-    p.add_argument("--accuracy-windows", type=int, default=16)
+    p.add_argument("--accuracy-windows", type=int, default=200, help="at most this many validation windows")
     p.add_argument("--accuracy-distance", type=int, default=5)
-    p.add_argument("--synthetic-kwargs", default="{}", help="JSON dict of SyntheticVideoDataset arguments")
+    p.add_argument("--synthetic-kwargs", default='{"num_clips": 12, "clip_len": 20, "height": 96, "width": 192}',
+                   help="JSON dict of SyntheticVideoDataset arguments (default: the demo's validation clips)")
     p.add_argument("--_peak-worker", dest="peak_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.compare and args.method != ["evss"]:
