@@ -14,6 +14,9 @@ What changes against ``net.stream()`` (the reference path, which is kept as it i
   weight and bias and replaced by ``nn.Identity``. CSRNet's logits head is BN → ReLU → conv
   (pre-activation); its BN has no convolution right before it and is left alone.
 * ``channels_last``: parameters and the input frames use the NHWC layout (oneDNN's fast path on CPU).
+* SK fusion units run lean (:class:`model.blocks.SKFusion`: pooled descriptor from the pooled inputs,
+  blend in place) and FlowNet's transposed convolutions compute only the outputs its crops keep
+  (:func:`model.flownet.compute_cropped_deconvolutions`).
 * the merge of warped and corrected logits and its argmax run as one fused operator
   (:func:`model.fusion.merge_argmax`, ``torch.ops.evss.fused_merge_argmax``) instead of four ×4
   upsamplings, a softmax and a blend at full resolution; keyframes use ``upsample_argmax``.
