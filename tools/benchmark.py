@@ -46,8 +46,8 @@ with that variant at that resolution (on CUDA ``torch.cuda.max_memory_allocated`
 the same process once the model and inputs are loaded (torch alone holds ~0.6 GB of RSS on CPU) and
 ``inference_mem_mb`` their difference, the memory inference itself needs (the peak counter is restarted
 at the base). GFLOPs per module come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions
-and matrix products, 2 FLOPs per multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading (decoding a PNG of the
-resolution) is timed on its own and never inside the model timings.
+and matrix products, 2 FLOPs per multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading
+(decoding a PNG of the resolution) is timed on its own and never inside the model timings.
 """
 from __future__ import annotations
 
