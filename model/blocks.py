@@ -82,8 +82,8 @@ class SKFusion(nn.Module):
     ``s = a + b``; ``z = fc(avgpool(s))``; per channel, ``(w_a, w_b) = softmax(fc1(z), fc2(z))``;
     output ``conv_out(w_a·a + w_b·b)``, computed in this order by default (the original's). With
     ``lean = True`` (set by :func:`model.inference.optimize_for_inference`) ``avgpool(s)`` is computed as
-    ``avgpool(a) + avgpool(b)`` and the blend in place: no full-size ``a + b`` and one full-size
-    temporary instead of three, equal up to float rounding.
+    ``avgpool(a) + avgpool(b)`` and the blend is written into ``a``: no full-size temporary at all,
+    equal up to float rounding.
     """
 
     def __init__(self, channels: int, act: Callable[[], nn.Module]):
@@ -95,6 +95,11 @@ class SKFusion(nn.Module):
         self.conv_out = ConvNormAct(channels, channels, 1, act)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.conv_out(self.mix(a, b))
+
+    def mix(self, a: Tensor, b: Tensor) -> Tensor:
+        """``w_a·a + w_b·b`` (before ``conv_out``); when ``lean``, computed in place in ``a``, which the
+        caller must own (a temporary it no longer needs)."""
         if self.lean:
             pooled = F.adaptive_avg_pool2d(a, 1) + F.adaptive_avg_pool2d(b, 1)
         else:
@@ -103,7 +108,7 @@ class SKFusion(nn.Module):
         weights = torch.softmax(torch.stack([self.fc1(z), self.fc2(z)], 1), dim=1)
         w_a = weights[:, 0, :, None, None]
         w_b = weights[:, 1, :, None, None]
-        return self.conv_out((a * w_a).addcmul_(b, w_b) if self.lean else a * w_a + b * w_b)
+        return a.mul_(w_a).addcmul_(b, w_b) if self.lean else a * w_a + b * w_b
 
 
 class UpsampleSK(nn.Module):
@@ -113,6 +118,10 @@ class UpsampleSK(nn.Module):
         cin: channels of ``x`` (and of the projected skip).
         skip_in: channels of the skip feature.
         cout: output channels of the 3×3 ``blend_conv``.
+
+    Each full-size temporary is dropped as soon as it is dead (this is where the keyframe network's
+    memory peaks); with a lean ``sk`` (inference) the blend is written into the resized ``x`` and
+    ``sk``'s two stages are called one by one, so the projected skip is freed before ``conv_out``.
     """
 
     def __init__(self, cin: int, skip_in: int, cout: int, act: Callable[[], nn.Module]):
@@ -124,4 +133,11 @@ class UpsampleSK(nn.Module):
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         skip = self.bottleneck(skip)
         x = resize(x, skip.shape[-2:])
-        return self.blend_conv(self.sk(x, skip))
+        if self.sk.lean:  # blend into x and drop the skip before conv_out: one full-size map less at the peak
+            x = self.sk.mix(x, skip)
+            del skip
+            x = self.sk.conv_out(x)
+        else:
+            x = self.sk(x, skip)
+            del skip
+        return self.blend_conv(x)

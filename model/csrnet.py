@@ -100,12 +100,17 @@ class CSRNetBackbone(nn.Module):
         return s4, s8, s16, self.layer4(s16)
 
     def decode(self, s4: Tensor, s8: Tensor, s16: Tensor, s32: Tensor) -> Tensor:
-        """The SPP/SK decoder on the encoder's features: 128 channels at 1/4 resolution."""
+        """The SPP/SK decoder on the encoder's features: 128 channels at 1/4 resolution.
+
+        Intermediate maps are dropped at their last use (the 1/4-grid ones are 64 MB each at 1024×2048).
+        """
         a16 = self.upsample[0](self.spp(s32), s16)
         a8 = self.upsample[1](a16, s8)
         a4 = self.upsample[2](a8, s4)
         b8 = self.upsample_up2[0](self.spp_up1(a16), a8)
+        del a16, a8
         b4 = self.upsample_up2[1](b8, a4)
+        del a4
         return self.upsample_up3[0](self.spp_up2(b8), b4)
 
 
@@ -133,7 +138,8 @@ class CSRNet(nn.Module):
             load_imagenet_encoder(self.backbone)
 
     def forward(self, frames: Tensor) -> Tensor:
-        return self.logits(self.backbone(self.normalize(frames)))
+        features = self.backbone.encode(self.normalize(frames))  # the normalised frame is freed here
+        return self.logits(self.backbone.decode(*features))
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The ResNet-18 encoder's parameters (fine-tuned at a lower learning rate)."""
