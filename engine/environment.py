@@ -48,6 +48,7 @@ def collect_env() -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") not in ("", "0"),
         "warp_backend": warp_backend(),
         "git_revision": git_revision(),
     }

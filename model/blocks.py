@@ -28,6 +28,8 @@ class ImageNormalize(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, image: Tensor) -> Tensor:
+        if image.dtype in (torch.bfloat16, torch.float16):  # one rounding, and 3× faster than in bf16 on CPU
+            return image.float().sub(self.mean).div(self.std).to(image.dtype)
         return image.sub(self.mean.to(image.dtype)).div(self.std.to(image.dtype))
 
 
@@ -76,6 +78,19 @@ def upsample4(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
 
 
+def global_avg_pool(x: Tensor) -> Tensor:
+    """Per-channel mean of a B×C×H×W map, B×C×1×1 (``adaptive_avg_pool2d(x, 1)``).
+
+    A ``channels_last`` map is summed over the pixel rows of its NHWC view, then divided: the same
+    value up to float rounding, and in bf16 on CPU 10× faster than a mean over H and W, which
+    converts the whole map to float32 first.
+    """
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        b, c, h, w = x.shape
+        return (x.permute(0, 2, 3, 1).reshape(b, h * w, c).sum(1) / (h * w)).view(b, c, 1, 1)
+    return F.adaptive_avg_pool2d(x, 1)
+
+
 class SKFusion(nn.Module):
     """Selective-kernel fusion of two equally shaped maps with per-channel softmax weights.
 
@@ -101,9 +116,9 @@ class SKFusion(nn.Module):
         """``w_a·a + w_b·b`` (before ``conv_out``); when ``lean``, computed in place in ``a``, which the
         caller must own (a temporary it no longer needs)."""
         if self.lean:
-            pooled = F.adaptive_avg_pool2d(a, 1) + F.adaptive_avg_pool2d(b, 1)
+            pooled = global_avg_pool(a) + global_avg_pool(b)
         else:
-            pooled = F.adaptive_avg_pool2d(a + b, 1)
+            pooled = global_avg_pool(a + b)
         z = self.fc(pooled).flatten(1)
         weights = torch.softmax(torch.stack([self.fc1(z), self.fc2(z)], 1), dim=1)
         w_a = weights[:, 0, :, None, None]

@@ -157,13 +157,6 @@ def upsample_argmax(logits_q: Tensor, size: tuple[int, int] | None = None, backe
     return upsample_argmax_pytorch(logits_q.to(torch.promote_types(logits_q.dtype, torch.float32)), (out_h, out_w))
 
 
-def merge_quarter(warped_q: Tensor, update_q: Tensor, edge_q: Tensor, dm_coarse_q: Tensor, wf: float) -> Tensor:
-    """The fast mode's merge on the 1/4 grid (an approximation of :func:`fuse`, whose upsampling
-    comes first): ``dm = (1 − wf)·softmax(edge)[edge] + wf·dm_coarse``, ``W·(1 − dm) + U·dm``."""
-    dm = (1 - wf) * torch.softmax(edge_q, 1)[:, 1:2] + wf * dm_coarse_q
-    return warped_q * (1 - dm) + update_q * dm
-
-
 def _register_fake_kernels() -> None:
     if not fused_op_available() or getattr(_C, "_evss_fusion_fakes", False):
         return

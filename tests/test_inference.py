@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from model import build_evss, load_checkpoint
-from model.blocks import upsample4
+from model.blocks import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize, global_avg_pool, upsample4
 from model.fusion import (coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
                           upsample_argmax, upsample_argmax_pytorch)
 from model.flownet import compute_cropped_deconvolutions, resize_flow
@@ -190,6 +190,28 @@ def test_fast_mode_is_bf16_and_close_to_exact(net):
         scale = ref[key].abs().max().item()
         assert (out[key] - ref[key]).abs().max() <= 0.1 * scale, key
         assert (out[key] - ref[key]).abs().mean() <= 0.02 * scale, key
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.bfloat16, 2 ** -7)])
+def test_global_avg_pool_in_both_layouts(dtype, tol):
+    x = (torch.randn(2, 5, 7, 9, generator=torch.Generator().manual_seed(8), dtype=torch.float64) + 2)
+    expected = x.mean((2, 3), keepdim=True)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        out = global_avg_pool(x.to(dtype).contiguous(memory_format=layout))
+        assert out.shape == (2, 5, 1, 1) and out.dtype == dtype
+        # the mean of the rounded inputs, then one or two roundings of the result
+        rounded = x.to(dtype).double().mean((2, 3), keepdim=True)
+        assert (out.double() - rounded).abs().max() <= 2 * tol * rounded.abs().max(), layout
+        assert (out.double() - expected).abs().max() <= 3 * tol * expected.abs().max(), layout
+
+
+def test_image_normalize_in_bf16_rounds_once():
+    image = torch.rand(1, 3, 4, 6, generator=torch.Generator().manual_seed(9)).bfloat16()
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    out = ImageNormalize()(image)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, ((image.double() - mean) / std).bfloat16())
 
 
 @pytest.mark.parametrize("size", [(64, 96), (50, 71)])

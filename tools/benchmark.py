@@ -19,8 +19,7 @@ Variants (``--variant``, ``--compare A B``):
     merge-argmax operator; fp32, same numbers to float rounding.
 ``fast``
     the fast mode, ``optimize_for_inference(net, fast=True)``: ``exact`` with bf16 weights and
-    activations and the merge on the 1/4 grid (measured accuracy change, ``--fast-accuracy``).
-    ``fast-fullres`` keeps the exact full-resolution merge; ``fast-half`` adds ``nonkey_scale=0.5``
+    activations (measured accuracy change, ``--fast-accuracy``). ``fast-half`` adds ``nonkey_scale=0.5``
     (FlowNet and CoNet on half-size non-keyframes, a larger accuracy cost).
 
 Timings (milliseconds, medians over ``--repeats`` runs after ``--warmup`` runs; on CUDA every timed
@@ -73,7 +72,7 @@ if str(ROOT) not in sys.path:
 from engine.environment import collect_env  # noqa: E402
 from model import build_davss, build_evss, load_checkpoint  # noqa: E402
 from model.davss import KEYFRAME_NETWORKS  # noqa: E402
-from model.fusion import coarse_distortion, crop, fuse  # noqa: E402
+from model.fusion import coarse_distortion, crop, fuse, merge_argmax  # noqa: E402
 from model.inference import optimize_for_inference  # noqa: E402
 from model.warp import warp  # noqa: E402
 
@@ -81,7 +80,6 @@ from model.warp import warp  # noqa: E402
 VARIANT_OPTIONS = {
     "exact": {},
     "fast": {"fast": True},
-    "fast-fullres": {"fast": True, "fusion": "exact"},
     "fast-half": {"fast": True, "nonkey_scale": 0.5},
 }
 VARIANTS = ("original", *VARIANT_OPTIONS)
@@ -176,7 +174,7 @@ class Runner:
         if self.name == "original":
             fused = fuse(warped, update, edge, dm_coarse, self.wf)
             return crop(fused.logits, size).argmax(1)
-        return self.model.merge_pred(warped, update, edge, dm_coarse, self.wf, size)
+        return merge_argmax(warped, update, edge, dm_coarse, self.wf, size)
 
     def set_state(self, key_logits, previous):
         """Put the stream right after a keyframe (so every timed non-keyframe step is alike)."""
