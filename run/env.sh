@@ -1,10 +1,10 @@
 # Sourced by the run/*.sh scripts: create .venv when missing, install the requirements and build the
 # extension once (again when csrc/ or setup.py change), then activate it.
 # Environment: PYTHON (interpreter for the venv, default python3), TORCH_CUDA_ARCH_LIST (default 8.0
-# when CUDA is built), FORCE_CUDA (0: CPU only; 1: require CUDA), THP_MEM_ALLOC_ENABLE (default 1:
-# torch backs CPU tensors of 2 MB and more with transparent huge pages; a fresh 4 kB-paged tensor
-# costs a page fault per 4 kB, ~10 % of an EVSS step at 1024x2048; 0 turns it off).
-export THP_MEM_ALLOC_ENABLE=${THP_MEM_ALLOC_ENABLE:-1}
+# when CUDA is built), FORCE_CUDA (0: CPU only; 1: require CUDA). THP_MEM_ALLOC_ENABLE=1 (opt-in) backs
+# torch's CPU tensors of 2 MB and more with transparent huge pages: it cut the exact EVSS step at
+# 1024x2048 by ~10 % when timed alone, but made interleaved runs beside the original's large tensors
+# erratic (page compaction), so it stays off unless set.
 VENV=${VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[env] creating $VENV"
