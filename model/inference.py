@@ -216,8 +216,8 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
                            nonkey_scale: float = 1.0, inplace: bool = False) -> InferenceEVSS:
     """An :class:`InferenceEVSS` of a trained ``EVSS`` (a deep copy unless ``inplace``), in eval mode.
 
-    ``fast=True`` selects the fast mode (bf16 weights and activations). ``nonkey_scale < 1`` runs FlowNet and CoNet on non-keyframes resized by that
-    factor (an accuracy trade; see the module docstring).
+    ``fast=True`` selects the fast mode (bf16 weights and activations). ``nonkey_scale < 1`` runs FlowNet
+    and CoNet on non-keyframes resized by that factor (an accuracy trade; see the module docstring).
     """
     if not inplace:
         net = copy.deepcopy(net)
