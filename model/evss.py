@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .conet import CoNet
 from .csrnet import CSRNet
 from .flownet import FlowNetS
-from .fusion import coarse_distortion, crop, fuse
+from .fusion import class_index, coarse_distortion, crop, fuse
 from .losses import LOSS_WEIGHTS, EVSSLosses, edge_loss, edge_semantic_loss
 from .warp import warp
 from .blocks import upsample4
@@ -186,7 +186,7 @@ class EVSSStream:
     def _start(self, frame: Tensor) -> Tensor:
         """Run the keyframe network on ``frame`` and carry its logits; returns them (B×C×h×w)."""
         logits_q = self.net.keyframe(frame)
-        self.features, self.key_pred = logits_q, logits_q.argmax(1, keepdim=True)
+        self.features, self.key_pred = logits_q, class_index(logits_q)
         return logits_q
 
     def _propagate(self, frame: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 
 from model import build_evss, load_checkpoint
 from model.blocks import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize, global_avg_pool, upsample4
-from model.fusion import (coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
+from model.fusion import (class_index, coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
                           upsample_argmax, upsample_argmax_pytorch)
 from model.flownet import compute_cropped_deconvolutions, resize_flow
 from model.inference import fold_batchnorm, optimize_for_inference
@@ -108,6 +108,16 @@ def test_nan_counts_as_largest_like_argmax():
     for backend in backends:
         out = merge_argmax(warped, update, edge, dm, 0.2, backend=backend)
         assert torch.equal(out[ref == 3], ref[ref == 3])
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_class_index_is_argmax_with_ties_and_nan(layout):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(-2, 3, (2, 19, 64, 96), generator=g).float()  # integer logits: many ties
+    x[0, 4, 2, 3] = float("nan")
+    x[1, :, 5, 6] = float("nan")
+    x = x.contiguous(memory_format=layout)
+    assert torch.equal(class_index(x), x.argmax(1, keepdim=True))
 
 
 @needs_op
