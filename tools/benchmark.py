@@ -366,7 +366,8 @@ def peak_rss_mb() -> float:
 
 def measure_peak_memory(variant: str, res: tuple[int, int], args, net=None) -> dict | None:
     """``peak_mem_mb`` (peak RSS or CUDA allocation while streaming a keyframe and a non-keyframe twice)
-    and ``base_mem_mb`` (the same once the model and inputs are loaded) of a fresh worker process."""
+    and ``base_mem_mb`` (the same once the model and inputs are loaded) of a fresh worker process
+    (on CPU with glibc's mmap threshold fixed at 128 kB: the live memory, the same in every run)."""
     weights = args.weights
     tmp = None
     if net is not None:  # hand the weights over as a file: the worker's peak is then the model's own
@@ -386,7 +387,10 @@ def _peak_memory_subprocess(variant, res, args, weights) -> dict | None:
     cmd = [sys.executable, "-m", "tools.benchmark", "--_peak-worker", *network,
            "--resolutions", f"{res[0]}x{res[1]}", "--threads", str(args.threads), "--batch", str(args.batch),
            "--weights", weights, "--num-classes", str(args.num_classes), "--device", args.device]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # glibc's dynamic mmap threshold would keep freed tensors of earlier frames in the heap, and the peak
+    # then varies by ~10 % between identical runs; fixed, every large tensor is returned when freed.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "131072")}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         print(f"[benchmark] peak-memory run of {variant} at {res} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
