@@ -13,8 +13,8 @@ import torch
 
 from model import build_evss, load_checkpoint
 from model.blocks import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize, global_avg_pool, upsample4
-from model.fusion import (class_index, coarse_distortion, crop, fuse, fused_op_available, merge_argmax, merge_argmax_pytorch,
-                          upsample_argmax, upsample_argmax_pytorch)
+from model.fusion import (class_index, coarse_distortion, crop, fuse, fused_op_available, merge_argmax,
+                          merge_argmax_pytorch, upsample_argmax, upsample_argmax_pytorch)
 from model.flownet import compute_cropped_deconvolutions, resize_flow
 from model.inference import fold_batchnorm, optimize_for_inference
 

@@ -389,7 +389,7 @@ def _peak_memory_subprocess(variant, res, args, weights) -> dict | None:
            "--weights", weights, "--num-classes", str(args.num_classes), "--device", args.device]
     # glibc's dynamic mmap threshold would keep freed tensors of earlier frames in the heap, and the peak
     # then varies by ~10 % between identical runs; fixed, every large tensor is returned when freed.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "131072")}
+    env = {"MALLOC_MMAP_THRESHOLD_": "131072", **os.environ}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         print(f"[benchmark] peak-memory run of {variant} at {res} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
