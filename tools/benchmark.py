@@ -16,7 +16,8 @@ Variants (``--variant``, ``--compare A B``):
     blend) then the argmax.
 ``exact``
     :func:`model.inference.optimize_for_inference`: BatchNorm folded, ``channels_last``, the fused
-    merge-argmax operator; fp32, same numbers to float rounding.
+    merge-argmax operator, Winograd F(4×4, 3×3) for the 3×3 convolutions on CPU; fp32, same numbers to
+    float rounding. ``exact-direct`` is the same with oneDNN's direct 3×3 convolutions (``winograd=False``).
 ``fast``
     the fast mode, ``optimize_for_inference(net, fast=True)``: ``exact`` with bf16 weights and
     activations (measured accuracy change, ``--fast-accuracy``). ``fast-half`` adds ``nonkey_scale=0.5``
@@ -79,6 +80,7 @@ from model.warp import warp  # noqa: E402
 #: The optimised variants: their ``optimize_for_inference`` arguments (``original`` is the plain net).
 VARIANT_OPTIONS = {
     "exact": {},
+    "exact-direct": {"winograd": False},
     "fast": {"fast": True},
     "fast-half": {"fast": True, "nonkey_scale": 0.5},
 }

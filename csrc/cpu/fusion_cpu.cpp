@@ -25,15 +25,7 @@
 
 #include "fusion.h"
 
-// The row kernels are compiled for AVX-512 and AVX2 as well as the baseline ISA (GCC function
-// multi-versioning picks one at load time); -ffp-contract=off keeps every version's numbers the same.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define EVSS_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define EVSS_INLINE __attribute__((always_inline)) inline
-#else
-#define EVSS_ISA_CLONES
-#define EVSS_INLINE inline
-#endif
+#include "isa_clones.h"  // the row kernels are built for AVX-512, AVX2 and the baseline ISA
 
 namespace evss {
 namespace {

@@ -1,0 +1,141 @@
+"""Winograd F(4×4, 3×3) convolutions: the operator and its PyTorch twin against a float64 direct
+convolution, hand-computed cases, registration (opcheck), and the optimised network against the
+original's golden outputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model import build_evss, load_checkpoint
+from model.inference import optimize_for_inference
+from model.winograd import (WinogradConv2d, is_winograd_eligible, winograd_conv3x3_pytorch,
+                            winograd_op_available, winograd_weight)
+
+needs_op = pytest.mark.skipif(not winograd_op_available(), reason="compiled extension (model._C) not built")
+BACKENDS = ["pytorch", pytest.param("compiled", marks=needs_op)]
+
+
+def _conv(backend, x, u, bias):
+    if backend == "compiled":
+        return torch.ops.evss.winograd_conv3x3(x, u, bias)
+    return winograd_conv3x3_pytorch(x, u, bias)
+
+
+def _case(b, c, k, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64).relu()
+    weight = torch.randn(k, c, 3, 3, generator=g, dtype=torch.float64) * (2 / (9 * c)) ** 0.5
+    return x, weight, torch.randn(k, generator=g, dtype=torch.float64)
+
+
+# (b, c, k, h, w): tile borders (H, W not multiples of 4), a single pixel, thin and wide layers,
+# channel counts that are not multiples of the kernel's channel block, batches.
+SHAPES = [(1, 16, 16, 8, 8), (2, 19, 33, 13, 7), (1, 3, 5, 1, 1), (1, 70, 64, 5, 22), (3, 128, 96, 9, 10)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_float64_direct_convolution(backend, shape):
+    x, weight, bias = _case(*shape, seed=sum(shape))
+    ref = F.conv2d(x, weight, bias, padding=1)
+    direct = F.conv2d(x.float(), weight.float(), bias.float(), padding=1)
+    out = _conv(backend, x.float().contiguous(memory_format=torch.channels_last), winograd_weight(weight), bias.float())
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    scale = ref.abs().max().item()
+    # F(4×4, 3×3) rounding: ~10–40× the direct convolution's, ~1e-6 of the output's magnitude
+    assert (out.double() - ref).abs().max() <= 2e-5 * scale
+    assert (direct.double() - ref).abs().max() <= 2e-6 * scale  # the yardstick itself
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_neighbour_counts(backend):
+    # all-ones image and filter: each output counts its in-image 3×3 neighbours (4 at corners, 6 on
+    # edges, 9 inside), plus the bias; a 6×5 map has two tile rows and a partial tile column
+    x = torch.ones(1, 2, 6, 5)
+    u = winograd_weight(torch.ones(1, 2, 3, 3))
+    rows = torch.tensor([2.0, 3, 3, 3, 3, 2])
+    cols = torch.tensor([2.0, 3, 3, 3, 2])
+    expected = (2 * rows[:, None] * cols[None, :] + 0.5).view(1, 1, 6, 5)
+    out = _conv(backend, x, u, torch.tensor([0.5]))
+    assert torch.allclose(out, expected, rtol=0, atol=1e-5)
+
+
+@needs_op
+def test_layouts_bias_and_bfloat16():
+    x, weight, bias = _case(2, 24, 20, 11, 14, seed=3)
+    u, x32 = winograd_weight(weight), x.float()
+    op = torch.ops.evss.winograd_conv3x3
+    cl = op(x32.contiguous(memory_format=torch.channels_last), u, bias.float())
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(op(x32.contiguous(), u, bias.float()), cl)  # NCHW input: same numbers
+    no_bias = op(x32, u, None) + bias.float().view(1, -1, 1, 1)
+    assert (no_bias - cl).abs().max() <= 1e-6 * cl.abs().max()
+    xb = x32.bfloat16()  # bf16 maps: computed in float32 from the rounded input, rounded once on store
+    out = op(xb, u, bias.float())
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, op(xb.float(), u, bias.float()).bfloat16())
+
+
+@needs_op
+def test_opcheck_and_errors():
+    x, weight, bias = _case(1, 8, 4, 6, 9, seed=5)
+    x, u, bias = x.float(), winograd_weight(weight), bias.float()
+    torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u, bias))
+    torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u, None))
+    with pytest.raises(RuntimeError, match=r"\(36, C, K\)"):
+        torch.ops.evss.winograd_conv3x3(x, u[:, :4], bias)
+    with pytest.raises(RuntimeError, match="bias"):
+        torch.ops.evss.winograd_conv3x3(x, u, bias[:3])
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        torch.ops.evss.winograd_conv3x3(x.double(), u, bias)
+
+
+@needs_op
+def test_compiles_and_is_inference_only():
+    conv = WinogradConv2d(nn.Conv2d(8, 8, 3, padding=1).requires_grad_(False))
+    x = torch.randn(1, 8, 9, 12)
+    assert torch.equal(torch.compile(conv, backend="aot_eager", fullgraph=True)(x), conv(x))
+    x.requires_grad_(True)
+    with pytest.raises(NotImplementedError, match="inference-only"):
+        conv(x).sum().backward()
+
+
+def test_module_eligibility_and_fallbacks():
+    assert is_winograd_eligible(nn.Conv2d(16, 16, 3, padding=1))
+    for conv in (nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
+                 nn.Conv2d(16, 16, 5, padding=2), nn.Conv2d(16, 16, 3, padding=1, groups=2),
+                 nn.Conv2d(16, 2, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")):
+        assert not is_winograd_eligible(conv), conv
+    with pytest.raises(ValueError, match="3×3"):
+        WinogradConv2d(nn.Conv2d(4, 4, 3, stride=2, padding=1))
+    conv = nn.Conv2d(16, 16, 3, padding=1).double()
+    x = torch.randn(1, 16, 7, 5, dtype=torch.float64)
+    # float64 maps (and GPUs) take F.conv2d with the original filter
+    assert torch.equal(WinogradConv2d(conv)(x), conv(x))
+
+
+def test_optimize_for_inference_uses_winograd_in_the_exact_mode_only(make_weights):
+    net = build_evss(19).eval()
+    load_checkpoint(net, make_weights.make_state_dict("citys", 0))
+    exact, direct, fast = (optimize_for_inference(net), optimize_for_inference(net, winograd=False),
+                           optimize_for_inference(net, fast=True))
+    layers = [m for m in exact.modules() if isinstance(m, WinogradConv2d)]
+    assert exact.winograd == len(layers) > 20
+    assert direct.winograd == fast.winograd == 0
+    assert not any(isinstance(m, WinogradConv2d) for m in fast.modules())
+    with pytest.raises(ValueError, match="fast"):
+        optimize_for_inference(net, fast=True, winograd=True)
+
+
+def test_optimized_keyframe_and_correction_match_golden(make_weights, reference_dir):
+    net = build_evss(19).eval()
+    load_checkpoint(net, make_weights.make_state_dict("citys", 0))
+    exact = optimize_for_inference(net)
+    g = torch.load(reference_dir / "golden_citys_256x512.pt", weights_only=True)
+    frames = g["frames_u8"].float() / 255
+    key = exact.keyframe(exact.prepare(frames[:1]))
+    ref = g["d3.key_logits"]
+    assert key.shape == ref.shape
+    assert (key - ref).abs().max() <= 1e-4 * max(1.0, ref.abs().max().item())  # test_golden's tolerance
