@@ -29,7 +29,10 @@ reference timing), ``key_step_ms`` (plus the full-resolution prediction), ``flow
 ``conet_ms``, ``fusion_ms`` (coarse map, merge and argmax up to the full-resolution prediction),
 ``nonkey_ms`` (the whole non-keyframe step: flow, warp, CoNet, fusion), and the amortised per-frame
 cost ``(key_step + (k-1)·nonkey)/k``. The stages take turns inside each repeat, so load changes on the
-machine hit them alike.
+machine hit them alike. ``--malloc retain`` (the default) lets glibc keep freed large tensors for the
+next frame (:func:`engine.malloc.retain_freed_memory`; every variant of the run shares the process, so
+ratios stay fair); ``--malloc default`` keeps glibc's thresholds, where each large tensor of each frame
+is page-faulted in again.
 
 DAVSS (``--method davss``; ``--keyframe csrnet``, EVSS's keyframe network, or ``deeplabv3plus``, the
 released one) runs its plain ``net.stream()`` path (it has no optimised variant), with random weights
@@ -42,7 +45,9 @@ for the stages they share (with ``--variant original`` the EVSS step is its plai
 path too).
 
 ``peak_mem_mb`` is the peak RSS of a fresh process that streams a keyframe and a non-keyframe twice
-with that variant at that resolution (on CUDA ``torch.cuda.max_memory_allocated``); ``base_mem_mb`` is
+with that variant at that resolution (on CUDA ``torch.cuda.max_memory_allocated``), with glibc returning every large tensor when it is freed
+(the live memory, whatever ``--malloc`` says; with ``retain`` the resident memory stays at the heap's
+high-water mark, see the README); ``base_mem_mb`` is
 the same process once the model and inputs are loaded (torch alone holds ~0.6 GB of RSS on CPU) and
 ``inference_mem_mb`` their difference, the memory inference itself needs (the peak counter is restarted
 at the base). GFLOPs per module come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions
@@ -71,6 +76,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.environment import collect_env  # noqa: E402
+from engine.malloc import retain_freed_memory  # noqa: E402
 from model import build_davss, build_evss, load_checkpoint  # noqa: E402
 from model.davss import KEYFRAME_NETWORKS  # noqa: E402
 from model.fusion import coarse_distortion, crop, fuse, merge_argmax  # noqa: E402
@@ -593,7 +599,7 @@ def print_table(results: dict, variants, args) -> None:
     cols = [c for c in STAGES if any(f"{c}_ms" in e for res in results["resolutions"].values() for e in res.values())]
     width = {c: max(9, len(c)) for c in cols}
     print(f"\nthreads {torch.get_num_threads()}, batch {args.batch}, device {args.device}, "
-          f"median of {args.repeats} runs (ms)")
+          f"median of {args.repeats} runs (ms); malloc: {results.get('malloc', 'glibc default')}")
     header = f"{'resolution':>10} {'variant':>13} " + " ".join(f"{c:>{width[c]}}" for c in cols) + \
         " " + " ".join(f"{'k=' + str(k):>8}" for k in args.ks) + f" {'peakMB':>7} {'inferMB':>7}"
     print(header)
@@ -661,6 +667,9 @@ def main(argv=None) -> int:
     p.add_argument("--accuracy-distance", type=int, default=5)
     p.add_argument("--synthetic-kwargs", default='{"num_clips": 12, "clip_len": 20, "height": 96, "width": 192}',
                    help="JSON dict of SyntheticVideoDataset arguments (default: the demo's validation clips)")
+    p.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                   help="retain: glibc keeps freed large tensors for reuse (engine.malloc; every variant in the "
+                   "process gets it); default: glibc's own thresholds")
     p.add_argument("--_peak-worker", dest="peak_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.compare and args.method != ["evss"]:
@@ -673,6 +682,7 @@ def main(argv=None) -> int:
     if args.peak_worker:
         peak_memory_worker(args)
         return 0
+    malloc = retain_freed_memory() if args.malloc == "retain" else "glibc default"
     if args.fast_accuracy:
         res = fast_accuracy(args)
         print(json.dumps(res, indent=1))
@@ -681,7 +691,7 @@ def main(argv=None) -> int:
         return 0
 
     variants = list(args.compare) if args.compare else [args.variant]
-    results = {"environment": collect_env(), "threads": torch.get_num_threads(), "batch": args.batch,
+    results = {"environment": collect_env(), "malloc": malloc, "threads": torch.get_num_threads(), "batch": args.batch,
                "device": args.device, "repeats": args.repeats, "warmup": args.warmup,
                "variants": variants, "weights": args.weights, "resolutions": {}, "data_loading": {}}
     if "davss" in args.method:

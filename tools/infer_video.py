@@ -131,12 +131,15 @@ def main(argv=None) -> dict:
     if args.keyframe_interval < 1:
         raise SystemExit("--keyframe-interval must be >= 1")
     from dataset.labels import CAMVID, CITYSCAPES, colorize
+    from engine.malloc import retain_freed_memory
     from model import build_evss, load_checkpoint
 
     classes = {19: CITYSCAPES, 11: CAMVID}.get(args.num_classes)
     if classes is None:
         raise SystemExit("--num-classes must be 19 (Cityscapes colours) or 11 (CamVid colours)")
     device = torch.device(args.device)
+    if device.type == "cpu":  # reuse each frame's large tensors instead of page-faulting them in again
+        retain_freed_memory()
     net = build_evss(args.num_classes)
     if args.checkpoint:
         load_checkpoint(net, args.checkpoint)
