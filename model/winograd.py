@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import register_flop_formula
 
 try:  # loads the operator library into torch.ops.evss
     from . import _C  # type: ignore[attr-defined]
@@ -86,13 +87,17 @@ def winograd_conv3x3(x: Tensor, weight_winograd: Tensor, bias: Tensor | None = N
     return winograd_conv3x3_pytorch(x, weight_winograd, bias)
 
 
-def is_winograd_eligible(conv: nn.Module, min_channels: int = 16) -> bool:
-    """A plain 3×3 convolution with stride 1, padding 1, no dilation or groups, and at least
-    ``min_channels`` input and output channels (thinner layers gain nothing from the matrix products)."""
+def is_winograd_eligible(conv: nn.Module, min_channels: int = 16, max_channel_pairs: int | None = 256 * 256) -> bool:
+    """A plain 3×3 convolution with stride 1, padding 1, no dilation or groups, at least
+    ``min_channels`` input and output channels (thinner layers gain nothing from the matrix products)
+    and at most ``max_channel_pairs`` = C·K (None: no limit). The transformed filter holds 36·C·K floats,
+    4× the filter; the wide layers (512 channels, on the 1/32 grid in EVSS's networks) would hold 60 %
+    of that memory for 10 % of the time Winograd saves."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and conv.padding_mode == "zeros"
-            and min(conv.in_channels, conv.out_channels) >= min_channels)
+            and min(conv.in_channels, conv.out_channels) >= min_channels
+            and (max_channel_pairs is None or conv.in_channels * conv.out_channels <= max_channel_pairs))
 
 
 class WinogradConv2d(nn.Module):
@@ -102,7 +107,7 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
-        if not is_winograd_eligible(conv, min_channels=1):
+        if not is_winograd_eligible(conv, min_channels=1, max_channel_pairs=None):
             raise ValueError(f"WinogradConv2d: not a 3×3, stride 1, padding 1 convolution: {conv}")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.weight = conv.weight
@@ -121,7 +126,9 @@ class WinogradConv2d(nn.Module):
 
 
 def _register_python_kernels() -> None:
-    """The fake kernel (``torch.compile``) and an autograd kernel that says the operator is inference-only."""
+    """The fake kernel (``torch.compile``), an autograd kernel that says the operator is inference-only, and
+    the FLOP count of the direct convolution it replaces (``torch.utils.flop_counter``; the operator itself
+    multiplies a quarter of that), so FLOP rates compare with the direct path's."""
     if not winograd_op_available() or getattr(_C, "_evss_winograd_kernels", False):
         return
 
@@ -141,6 +148,11 @@ def _register_python_kernels() -> None:
                                   "train the network with its nn.Conv2d layers")
 
     torch.library.register_autograd("evss::winograd_conv3x3", _backward, setup_context=_setup_context)
+
+    @register_flop_formula(torch.ops.evss.winograd_conv3x3)
+    def _flops(x_shape, weight_shape, bias_shape, out_shape=None, **kwargs) -> int:
+        return 2 * x_shape[0] * x_shape[2] * x_shape[3] * weight_shape[1] * weight_shape[2] * 9
+
     _C._evss_winograd_kernels = True
 
 

@@ -93,6 +93,17 @@ def test_opcheck_and_errors():
 
 
 @needs_op
+def test_flops_are_the_direct_convolutions():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = WinogradConv2d(nn.Conv2d(16, 24, 3, padding=1).requires_grad_(False))
+    x = torch.rand(2, 16, 10, 13)
+    with FlopCounterMode(display=False) as counter:
+        conv(x)
+    assert counter.get_total_flops() == 2 * 2 * 10 * 13 * 24 * 16 * 9
+
+
+@needs_op
 def test_compiles_and_is_inference_only():
     conv = WinogradConv2d(nn.Conv2d(8, 8, 3, padding=1).requires_grad_(False))
     x = torch.randn(1, 8, 9, 12)
@@ -106,8 +117,10 @@ def test_module_eligibility_and_fallbacks():
     assert is_winograd_eligible(nn.Conv2d(16, 16, 3, padding=1))
     for conv in (nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
                  nn.Conv2d(16, 16, 5, padding=2), nn.Conv2d(16, 16, 3, padding=1, groups=2),
-                 nn.Conv2d(16, 2, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")):
+                 nn.Conv2d(16, 2, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect"),
+                 nn.Conv2d(512, 512, 3, padding=1)):
         assert not is_winograd_eligible(conv), conv
+    assert is_winograd_eligible(nn.Conv2d(512, 512, 3, padding=1), max_channel_pairs=None)
     with pytest.raises(ValueError, match="3×3"):
         WinogradConv2d(nn.Conv2d(4, 4, 3, stride=2, padding=1))
     conv = nn.Conv2d(16, 16, 3, padding=1).double()
