@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import build_evss, load_checkpoint
-from model.inference import optimize_for_inference
+from model.inference import optimize_for_inference, use_winograd
 from model.winograd import (WinogradConv2d, is_winograd_eligible, winograd_conv3x3_pytorch,
                             winograd_op_available, winograd_weight)
 
@@ -117,10 +117,10 @@ def test_module_eligibility_and_fallbacks():
     assert is_winograd_eligible(nn.Conv2d(16, 16, 3, padding=1))
     for conv in (nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
                  nn.Conv2d(16, 16, 5, padding=2), nn.Conv2d(16, 16, 3, padding=1, groups=2),
-                 nn.Conv2d(16, 2, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect"),
-                 nn.Conv2d(512, 512, 3, padding=1)):
+                 nn.Conv2d(16, 2, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")):
         assert not is_winograd_eligible(conv), conv
-    assert is_winograd_eligible(nn.Conv2d(512, 512, 3, padding=1), max_channel_pairs=None)
+    assert is_winograd_eligible(nn.Conv2d(512, 512, 3, padding=1))
+    assert not is_winograd_eligible(nn.Conv2d(512, 512, 3, padding=1), max_channel_pairs=256 * 256)
     with pytest.raises(ValueError, match="3×3"):
         WinogradConv2d(nn.Conv2d(4, 4, 3, stride=2, padding=1))
     conv = nn.Conv2d(16, 16, 3, padding=1).double()
@@ -136,6 +136,7 @@ def test_optimize_for_inference_uses_winograd_in_the_exact_mode_only(make_weight
                            optimize_for_inference(net, fast=True))
     layers = [m for m in exact.modules() if isinstance(m, WinogradConv2d)]
     assert exact.winograd == len(layers) > 20
+    assert use_winograd(direct.net, max_channel_pairs=256 * 256) == len(layers) - 6  # four 512², one 384², one 896·128
     assert direct.winograd == fast.winograd == 0
     assert not any(isinstance(m, WinogradConv2d) for m in fast.modules())
     with pytest.raises(ValueError, match="fast"):
