@@ -15,7 +15,6 @@
 // output's magnitude) -- see model/winograd.py and the tests.
 
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -200,6 +199,7 @@ at::Tensor winograd_conv3x3_cpu(const at::Tensor& input, const at::Tensor& weigh
   if (bias.has_value() && bias->defined()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.k, "winograd_conv3x3: bias must have shape (", g.k,
                 "), got ", bias->sizes());
+    TORCH_CHECK(bias->device() == input.device(), "winograd_conv3x3: input and bias must be on the same device");
     bias_f = bias->to(at::kFloat).contiguous();
   }
   const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
