@@ -17,11 +17,12 @@ What changes against ``net.stream()`` (the reference path, which is kept as it i
 * SK fusion units run lean (:class:`model.blocks.SKFusion`: pooled descriptor from the pooled inputs,
   blend in place) and FlowNet's transposed convolutions compute only the outputs its crops keep
   (:func:`model.flownet.compute_cropped_deconvolutions`).
-* ``winograd`` (CPU, fp32): the 3×3 stride-1 convolutions with at least 16 channels in and out (81 %
-  of the keyframe network's FLOPs, 63 % of CoNet's, 26 % of FlowNet's) run as Winograd F(4×4, 3×3) (:mod:`model.winograd`,
-  ``torch.ops.evss.winograd_conv3x3``): a quarter of the multiplications, about 2× faster per layer,
-  rounding ~10–40× a direct convolution's (still ~1e-6 of the output's magnitude). Off in the fast
-  mode (oneDNN's bf16 direct convolution is as fast) and for networks on a GPU (cuDNN chooses its own).
+* ``winograd`` (CPU): the 3×3 stride-1 convolutions with at least 16 channels in and out (81 % of
+  the keyframe network's FLOPs, 63 % of CoNet's, 26 % of FlowNet's) run as Winograd F(4×4, 3×3)
+  (:mod:`model.winograd`, ``torch.ops.evss.winograd_conv3x3``) in float32: a quarter of the
+  multiplications, about 2× faster per layer than a direct fp32 convolution and as fast as a bf16 one,
+  rounding ~10–40× a direct fp32 convolution's (still ~1e-6 of the output's magnitude). Off for
+  networks on a GPU (cuDNN chooses its own algorithms).
 * the merge of warped and corrected logits and its argmax run as one fused operator
   (:func:`model.fusion.merge_argmax`, ``torch.ops.evss.fused_merge_argmax``) instead of four ×4
   upsamplings, a softmax and a blend at full resolution; keyframes use ``upsample_argmax``.
@@ -32,7 +33,8 @@ prediction only where two classes are that close.
 
 ``fast=True`` is the fast mode, which trades a measured accuracy change for speed: the three networks
 hold bf16 weights and run in bf16 (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX; faster than
-bf16 autocast, which re-casts the fp32 weights at every call); their outputs are returned in fp32 for
+bf16 autocast, which re-casts the fp32 weights at every call), except that the Winograd layers
+compute in float32 from the bf16 weights and maps (as fast as bf16 direct convolutions here); their outputs are returned in fp32 for
 the warp and the fused merge, which is the exact path's. (A merge on the 1/4 grid before upsampling
 was tried and dropped: since the fused kernel was vectorised it saves 5 ms of a 520 ms step and
 changes 2 % of the pixels.)
@@ -239,7 +241,7 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
     """An :class:`InferenceEVSS` of a trained ``EVSS`` (a deep copy unless ``inplace``), in eval mode.
 
     ``fast=True`` selects the fast mode (bf16 weights and activations). ``winograd`` (default: on for
-    a network on the CPU, unless ``fast``) runs the eligible 3×3 convolutions as Winograd F(4×4, 3×3). ``nonkey_scale < 1`` runs FlowNet
+    a network on the CPU) runs the eligible 3×3 convolutions as Winograd F(4×4, 3×3). ``nonkey_scale < 1`` runs FlowNet
     and CoNet on non-keyframes resized by that factor (an accuracy trade; see the module docstring).
     """
     if not inplace:
@@ -249,10 +251,7 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
         p.requires_grad_(False)
     folded = fold_batchnorm(net) if fold_bn else 0
     if winograd is None:  # GPUs: cuDNN chooses its own algorithms, Winograd included
-        winograd = not fast and all(p.device.type == "cpu" for p in net.parameters())
-    if winograd and fast:
-        raise ValueError("winograd=True needs float32 weights; the fast mode runs bf16 convolutions")
-    replaced = use_winograd(net) if winograd else 0
+        winograd = all(p.device.type == "cpu" for p in net.parameters())
     for m in net.modules():
         if isinstance(m, SKFusion):
             m.lean = True
@@ -262,5 +261,7 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
         net = net.to(memory_format=torch.channels_last)
     if fast:
         net = net.to(torch.bfloat16)
+    # after the dtype change: the transformed filters stay float32 (in the fast mode, of the bf16 weights)
+    replaced = use_winograd(net) if winograd else 0
     return InferenceEVSS(net, channels_last=channels_last, fold_bn=fold_bn, fast=fast,
                          nonkey_scale=nonkey_scale, folded=folded, winograd=replaced)

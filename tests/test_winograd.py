@@ -129,18 +129,22 @@ def test_module_eligibility_and_fallbacks():
     assert torch.equal(WinogradConv2d(conv)(x), conv(x))
 
 
-def test_optimize_for_inference_uses_winograd_in_the_exact_mode_only(make_weights):
+def test_optimize_for_inference_uses_winograd_on_cpu(make_weights):
     net = build_evss(19).eval()
     load_checkpoint(net, make_weights.make_state_dict("citys", 0))
     exact, direct, fast = (optimize_for_inference(net), optimize_for_inference(net, winograd=False),
                            optimize_for_inference(net, fast=True))
     layers = [m for m in exact.modules() if isinstance(m, WinogradConv2d)]
-    assert exact.winograd == len(layers) > 20
+    assert exact.winograd == len(layers) == fast.winograd > 20 and direct.winograd == 0
     assert use_winograd(direct.net, max_channel_pairs=256 * 256) == len(layers) - 6  # four 512², one 384², one 896·128
-    assert direct.winograd == fast.winograd == 0
-    assert not any(isinstance(m, WinogradConv2d) for m in fast.modules())
-    with pytest.raises(ValueError, match="fast"):
-        optimize_for_inference(net, fast=True, winograd=True)
+    # the fast mode: bf16 weights, float32 transformed filters of those bf16 weights, bf16 maps out
+    conv = next(m for m in fast.modules() if isinstance(m, WinogradConv2d))
+    assert conv.weight.dtype == torch.bfloat16 and conv.weight_winograd.dtype == torch.float32
+    assert torch.equal(conv.weight_winograd, winograd_weight(conv.weight))
+    x = torch.rand(1, conv.in_channels, 9, 11).bfloat16()
+    out = conv(x)
+    ref = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    assert out.dtype == torch.bfloat16 and (out.double() - ref).abs().max() <= 2 ** -7 * ref.abs().max()
 
 
 def test_optimized_keyframe_and_correction_match_golden(make_weights, reference_dir):
