@@ -37,6 +37,7 @@ def cpu_model() -> str:
 def collect_env() -> dict:
     """A JSON-ready report of the software and hardware a run uses."""
     from model.warp import warp_backend
+    from model.winograd import winograd_op_available
 
     report = {
         "python": sys.version.split()[0],
@@ -50,6 +51,7 @@ def collect_env() -> dict:
         "torch_threads": torch.get_num_threads(),
         "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") not in ("", "0"),
         "warp_backend": warp_backend(),
+        "winograd_op": winograd_op_available(),
         "git_revision": git_revision(),
     }
     for name in ("torchvision", "numpy", "cv2"):

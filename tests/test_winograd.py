@@ -10,7 +10,7 @@ from torch import nn
 
 from model import build_evss, load_checkpoint
 from model.inference import optimize_for_inference, use_winograd
-from model.winograd import (WinogradConv2d, is_winograd_eligible, winograd_conv3x3_pytorch,
+from model.winograd import (WinogradConv2d, is_winograd_eligible, winograd_conv3x3, winograd_conv3x3_pytorch,
                             winograd_op_available, winograd_weight)
 
 needs_op = pytest.mark.skipif(not winograd_op_available(), reason="compiled extension (model._C) not built")
@@ -70,6 +70,7 @@ def test_layouts_bias_and_bfloat16():
     cl = op(x32.contiguous(memory_format=torch.channels_last), u, bias.float())
     assert cl.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(op(x32.contiguous(), u, bias.float()), cl)  # NCHW input: same numbers
+    assert torch.equal(winograd_conv3x3(x32, u, bias.float()), cl)  # the functional face
     no_bias = op(x32, u, None) + bias.float().view(1, -1, 1, 1)
     assert (no_bias - cl).abs().max() <= 1e-6 * cl.abs().max()
     xb = x32.bfloat16()  # bf16 maps: computed in float32 from the rounded input, rounded once on store
