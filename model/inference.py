@@ -34,10 +34,10 @@ prediction only where two classes are that close.
 ``fast=True`` is the fast mode, which trades a measured accuracy change for speed: the three networks
 hold bf16 weights and run in bf16 (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX; faster than
 bf16 autocast, which re-casts the fp32 weights at every call), except that the Winograd layers
-compute in float32 from the bf16 weights and maps (as fast as bf16 direct convolutions here); their outputs are returned in fp32 for
-the warp and the fused merge, which is the exact path's. (A merge on the 1/4 grid before upsampling
-was tried and dropped: since the fused kernel was vectorised it saves 5 ms of a 520 ms step and
-changes 2 % of the pixels.)
+compute in float32 from the bf16 weights and maps (as fast as bf16 direct convolutions here); their
+outputs are returned in fp32 for the warp and the fused merge, which is the exact path's. (A merge on
+the 1/4 grid before upsampling was tried and dropped: since the fused kernel was vectorised it saves
+5 ms of a 520 ms step and changes 2 % of the pixels.)
 
 ``nonkey_scale=s < 1`` (fp32 or bf16) is a further, costlier trade: FlowNet and CoNet see non-keyframes
 resized by ``s`` (about s² of their FLOPs); the flow is resized back to the 1/4 grid with its values
@@ -61,7 +61,7 @@ from .davss import quarter_size
 from .flownet import FlowNetS, compute_cropped_deconvolutions, resize_flow
 from .fusion import coarse_distortion, merge_argmax, upsample_argmax
 from .evss import EVSSStream
-from .winograd import WinogradConv2d, is_winograd_eligible
+from .winograd import WinogradConv2d, is_winograd_eligible, winograd_op_available
 
 __all__ = ["fold_batchnorm", "use_winograd", "optimize_for_inference", "InferenceEVSS", "PredStream"]
 
@@ -240,9 +240,10 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
                            inplace: bool = False) -> InferenceEVSS:
     """An :class:`InferenceEVSS` of a trained ``EVSS`` (a deep copy unless ``inplace``), in eval mode.
 
-    ``fast=True`` selects the fast mode (bf16 weights and activations). ``winograd`` (default: on for
-    a network on the CPU) runs the eligible 3×3 convolutions as Winograd F(4×4, 3×3). ``nonkey_scale < 1`` runs FlowNet
-    and CoNet on non-keyframes resized by that factor (an accuracy trade; see the module docstring).
+    ``fast=True`` selects the fast mode (bf16 weights and activations). ``winograd`` (default: on for a
+    network on the CPU when the compiled operator is loaded) runs the eligible 3×3 convolutions as
+    Winograd F(4×4, 3×3). ``nonkey_scale < 1`` runs FlowNet and CoNet on non-keyframes resized by that
+    factor (an accuracy trade; see the module docstring).
     """
     if not inplace:
         net = copy.deepcopy(net)
@@ -251,7 +252,7 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
         p.requires_grad_(False)
     folded = fold_batchnorm(net) if fold_bn else 0
     if winograd is None:  # GPUs: cuDNN chooses its own algorithms, Winograd included
-        winograd = all(p.device.type == "cpu" for p in net.parameters())
+        winograd = winograd_op_available() and all(p.device.type == "cpu" for p in net.parameters())
     for m in net.modules():
         if isinstance(m, SKFusion):
             m.lean = True

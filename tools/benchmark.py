@@ -45,9 +45,9 @@ for the stages they share (with ``--variant original`` the EVSS step is its plai
 path too).
 
 ``peak_mem_mb`` is the peak RSS of a fresh process that streams a keyframe and a non-keyframe twice
-with that variant at that resolution (on CUDA ``torch.cuda.max_memory_allocated``), with glibc returning every large tensor when it is freed
-(the live memory, whatever ``--malloc`` says; with ``retain`` the resident memory stays at the heap's
-high-water mark, see the README); ``base_mem_mb`` is
+with that variant at that resolution (on CUDA ``torch.cuda.max_memory_allocated``), with glibc
+returning every large tensor when it is freed (the live memory, whatever ``--malloc`` says; with
+``retain`` the resident memory stays at the heap's high-water mark, see the README); ``base_mem_mb`` is
 the same process once the model and inputs are loaded (torch alone holds ~0.6 GB of RSS on CPU) and
 ``inference_mem_mb`` their difference, the memory inference itself needs (the peak counter is restarted
 at the base). GFLOPs per module come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions
@@ -488,8 +488,8 @@ def output_difference(a: Runner, b: Runner, frames: list[torch.Tensor]) -> dict:
 
 
 def fast_accuracy(args) -> dict:
-    """mIoU of exact vs ``--fast-variant`` on the synthetic validation windows (keyframe distance d), for a trained
-    EVSS checkpoint (``--weights FILE``; the deterministic make_weights.py nets segment nothing)."""
+    """mIoU of exact vs ``--fast-variant`` on the synthetic validation windows (keyframe distance d), for
+    a trained EVSS checkpoint (``--weights FILE``; the deterministic make_weights.py nets segment nothing)."""
     from engine.metrics import ConfusionMatrix
 
     if not os.path.isfile(args.weights):

@@ -48,7 +48,8 @@ def plot(rows: list[tuple[str, dict]], title: str, out: Path) -> None:
         y = 3 * i
         labels.append((y + 1, name))
         if "flownet_ms" not in t:  # a per-frame baseline: one bar
-            ax.barh(y + 1, t["key_step_ms"], color=colours["per frame"], label=None if "per frame" in used else "per frame")
+            ax.barh(y + 1, t["key_step_ms"], color=colours["per frame"],
+                    label=None if "per frame" in used else "per frame")
             ax.text(t["key_step_ms"], y + 1, f" {t['key_step_ms']:.0f}", va="center", fontsize=8)
             used.add("per frame")
             continue
