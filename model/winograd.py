@@ -121,8 +121,7 @@ class WinogradConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
                 and self.weight_winograd.dtype == torch.float32 and winograd_op_available()):
-            bias = None if self.bias is None else self.bias.float()
-            return torch.ops.evss.winograd_conv3x3(x, self.weight_winograd, bias)
+            return torch.ops.evss.winograd_conv3x3(x, self.weight_winograd, self.bias)  # widens a bf16 bias
         return F.conv2d(x, self.weight, self.bias, padding=1)
 
 
