@@ -96,7 +96,8 @@ TORCH_LIBRARY(evss, m) {
   m.def("upsample_argmax(Tensor logits_q, int out_h, int out_w) -> Tensor");
   // 3x3 convolution, stride 1, padding 1, by Winograd F(4x4, 3x3) (csrc/cpu/winograd_cpu.cpp; CPU only,
   // model/winograd.py uses F.conv2d elsewhere): input (B, C, H, W) float32/bfloat16, weight_winograd
-  // (36, C, K) float32 = G g G^T of the (K, C, 3, 3) filter, bias (K) -> (B, K, H, W) channels_last.
+  // (36, C, K) float32/bfloat16 = G g G^T of the (K, C, 3, 3) filter (its dtype is the matrix products'
+  // precision), bias (K) -> (B, K, H, W) channels_last.
   m.def("winograd_conv3x3(Tensor input, Tensor weight_winograd, Tensor? bias) -> Tensor");
   // Build information: whether the CUDA kernels were compiled into this library.
   m.def("_cuda_compiled() -> bool", &evss::cuda_compiled);

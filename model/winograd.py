@@ -12,11 +12,15 @@ so a layer costs about a quarter of the direct convolution's FLOPs plus two chea
 chunks of tiles; :func:`winograd_conv3x3_pytorch` is the same algorithm in plain PyTorch (the test
 reference, and what runs without the extension when asked for explicitly).
 
-Numbers: float32 throughout (bfloat16 maps are widened on load, rounded once on store). The
+Numbers: the transforms compute in float32 (bfloat16 maps are widened on load, rounded once on
+store); the matrix products run in the transformed filter's dtype. With float32 products the
 interpolation points 0, ±1, ±2, ∞ make the result differ from a direct convolution by rounding
 that is 10–40× larger than the direct one's, about 1e-6 of the output's magnitude: a 128→128 layer
-on unit-scale input is within 5e-5 of the float64 result (direct: 1.3e-6). Only CPUs gain: on CUDA
-cuDNN already chooses Winograd where it pays, so :class:`WinogradConv2d` calls ``F.conv2d`` there.
+on unit-scale input is within 5e-5 of the float64 result (direct: 1.3e-6). With bfloat16 products
+(the fast mode's; oneDNN multiplies bf16 ~3× faster than fp32 on CPUs with AVX512-BF16) V, U and M
+are rounded to bf16 and the transforms amplify that rounding: ~2.5 % relative RMS error per layer,
+~15× a bf16 direct convolution's (0.17 %). Only CPUs gain: on CUDA cuDNN already chooses Winograd
+where it pays, so :class:`WinogradConv2d` calls ``F.conv2d`` there.
 """
 from __future__ import annotations
 
@@ -50,20 +54,23 @@ def winograd_op_available() -> bool:
     return _C is not None and hasattr(torch.ops.evss, "winograd_conv3x3")
 
 
-def winograd_weight(weight: Tensor) -> Tensor:
-    """The transformed filter ``U[ξ, c, k] = (G g[k, c] Gᵀ)[ξ]``: float32 36×C×K from a K×C×3×3 filter
-    (computed in float64, rounded once)."""
+def winograd_weight(weight: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The transformed filter ``U[ξ, c, k] = (G g[k, c] Gᵀ)[ξ]``: 36×C×K from a K×C×3×3 filter, computed
+    in float64 and rounded once to ``dtype`` (float32, or bfloat16 for bfloat16 matrix products)."""
     if weight.dim() != 4 or weight.shape[-2:] != (3, 3):
         raise ValueError(f"winograd_weight: expected a (K, C, 3, 3) filter, got shape {tuple(weight.shape)}")
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"winograd_weight: dtype must be float32 or bfloat16, got {dtype}")
     w = weight.detach().double()
     g = _matrix(_G, w)
     u = torch.einsum("ai,kcij,bj->abck", g, w, g)
-    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
+    return u.reshape(36, weight.shape[1], weight.shape[0]).to(dtype).contiguous()
 
 
 def winograd_conv3x3_pytorch(x: Tensor, weight_winograd: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``F.conv2d(x, g, bias, padding=1)`` computed as the operator does, in plain PyTorch (float32;
-    returns the input's dtype). ``weight_winograd`` is :func:`winograd_weight` of ``g``."""
+    """``F.conv2d(x, g, bias, padding=1)`` computed as the operator does, in plain PyTorch (transforms in
+    float32, matrix products in ``weight_winograd``'s dtype; returns the input's dtype).
+    ``weight_winograd`` is :func:`winograd_weight` of ``g``."""
     b, c, h, w = x.shape
     k = weight_winograd.shape[2]
     th, tw = -(-h // 4), -(-w // 4)
@@ -71,7 +78,7 @@ def winograd_conv3x3_pytorch(x: Tensor, weight_winograd: Tensor, bias: Tensor | 
     patches = F.pad(xf, (1, 4 * tw + 1 - w, 1, 4 * th + 1 - h)).unfold(2, 6, 4).unfold(3, 6, 4)
     bt = _matrix(_BT, xf)
     v = torch.einsum("ai,bcxyij,dj->adbxyc", bt, patches, bt).reshape(36, b * th * tw, c)
-    m = torch.bmm(v, weight_winograd).reshape(6, 6, b, th, tw, k)
+    m = torch.bmm(v.to(weight_winograd.dtype), weight_winograd).float().reshape(6, 6, b, th, tw, k)
     at = _matrix(_AT, xf)
     y = torch.einsum("ai,ijbxyk,cj->bkxayc", at, m, at).reshape(b, k, 4 * th, 4 * tw)[:, :, :h, :w]
     if bias is not None:
@@ -104,23 +111,25 @@ def is_winograd_eligible(conv: nn.Module, min_channels: int = 16, max_channel_pa
 class WinogradConv2d(nn.Module):
     """Inference stand-in for an eligible ``nn.Conv2d`` (:func:`is_winograd_eligible`): Winograd on CPU
     when the compiled operator is loaded, ``F.conv2d`` with the original filter otherwise (GPUs, where
-    cuDNN picks its own algorithm; other dtypes). Keeps ``weight`` and ``bias`` as they were."""
+    cuDNN picks its own algorithm; other dtypes). Keeps ``weight`` and ``bias`` as they were;
+    ``products`` is the matrix products' dtype (float32, or bfloat16: faster, less exact)."""
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, products: torch.dtype = torch.float32):
         super().__init__()
         if not is_winograd_eligible(conv, min_channels=1):
             raise ValueError(f"WinogradConv2d: not a 3×3, stride 1, padding 1 convolution: {conv}")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.weight = conv.weight
         self.bias = conv.bias
-        self.register_buffer("weight_winograd", winograd_weight(conv.weight), persistent=False)
+        self.register_buffer("weight_winograd", winograd_weight(conv.weight, products), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), padding=(1, 1), F(4x4, 3x3)"
+        products = str(self.weight_winograd.dtype).removeprefix("torch.")
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), padding=(1, 1), F(4x4, 3x3), "
+                f"products={products}")
 
     def forward(self, x: Tensor) -> Tensor:
-        if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-                and self.weight_winograd.dtype == torch.float32 and winograd_op_available()):
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and winograd_op_available():
             return torch.ops.evss.winograd_conv3x3(x, self.weight_winograd, self.bias)  # widens a bf16 bias
         return F.conv2d(x, self.weight, self.bias, padding=1)
 

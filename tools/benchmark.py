@@ -20,8 +20,10 @@ Variants (``--variant``, ``--compare A B``):
     float rounding. ``exact-direct`` is the same with oneDNN's direct 3×3 convolutions (``winograd=False``).
 ``fast``
     the fast mode, ``optimize_for_inference(net, fast=True)``: ``exact`` with bf16 weights and
-    activations (measured accuracy change, ``--fast-accuracy``). ``fast-half`` adds ``nonkey_scale=0.5``
-    (FlowNet and CoNet on half-size non-keyframes, a larger accuracy cost).
+    activations and bf16 Winograd matrix products (measured accuracy change, ``--fast-accuracy``).
+    ``fast-fp32-products`` keeps the Winograd products in fp32 (the fast mode before 6 Dec: slower, closer
+    to exact). ``fast-half`` adds ``nonkey_scale=0.5`` (FlowNet and CoNet on half-size non-keyframes, a
+    larger accuracy cost).
 
 Timings (milliseconds, medians over ``--repeats`` runs after ``--warmup`` runs; on CUDA every timed
 call ends with ``torch.cuda.synchronize``): ``key_ms`` (CSRNet to its 1/4-grid logits, as the
@@ -88,6 +90,7 @@ VARIANT_OPTIONS = {
     "exact": {},
     "exact-direct": {"winograd": False},
     "fast": {"fast": True},
+    "fast-fp32-products": {"fast": True, "winograd_products": torch.float32},
     "fast-half": {"fast": True, "nonkey_scale": 0.5},
 }
 VARIANTS = ("original", *VARIANT_OPTIONS)

@@ -9,10 +9,12 @@
 // which needs 36 multiplications per 16 outputs instead of 144: 4x fewer FLOPs than a direct
 // 3x3 convolution.  Tiles are processed in chunks small enough for V and M to stay in a core's
 // cache; each thread transforms its chunk, multiplies it with at::bmm (single-threaded inside the
-// parallel region) and writes the output.  All arithmetic is float32 (bfloat16 maps are widened on
-// load and rounded once on store).  The points are 0, +-1, +-2 and infinity; float32 results differ
-// from a direct convolution by rounding, typically 10-40x the direct one's error (still ~1e-6 of the
-// output's magnitude) -- see model/winograd.py and the tests.
+// parallel region) and writes the output.  The transforms compute in float32 (bfloat16 maps are
+// widened on load and rounded once on store).  The matrix products run in U's dtype: float32, or
+// bfloat16 (V and M rounded to bfloat16, sums accumulated in float32 by oneDNN; ~3x the float32
+// GEMM rate on CPUs with AVX512-BF16, for the fast mode).  The points are 0, +-1, +-2 and infinity;
+// float32 results differ from a direct convolution by rounding, typically 10-40x the direct one's
+// error (still ~1e-6 of the output's magnitude) -- see model/winograd.py and the tests.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -45,22 +47,23 @@ int64_t chunk_tiles(int64_t c, int64_t k) {
 }
 
 // r[i] = (B^T d)[i] for six rows of n channels each (B^T of F(4x4, 3x3)).
-template <typename T>
-EVSS_INLINE void input_rows(const T* const d[6], float* const r[6], int64_t n) {
+template <typename T, typename S>
+EVSS_INLINE void input_rows(const T* const d[6], S* const r[6], int64_t n) {
 #pragma GCC ivdep
   for (int64_t c = 0; c < n; ++c) {
     const float d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c], d4 = d[4][c], d5 = d[5][c];
-    r[0][c] = 4.f * d0 - 5.f * d2 + d4;
-    r[1][c] = -4.f * d1 - 4.f * d2 + d3 + d4;
-    r[2][c] = 4.f * d1 - 4.f * d2 - d3 + d4;
-    r[3][c] = -2.f * d1 - d2 + 2.f * d3 + d4;
-    r[4][c] = 2.f * d1 - d2 - 2.f * d3 + d4;
-    r[5][c] = 4.f * d1 - 5.f * d3 + d5;
+    r[0][c] = static_cast<S>(4.f * d0 - 5.f * d2 + d4);
+    r[1][c] = static_cast<S>(-4.f * d1 - 4.f * d2 + d3 + d4);
+    r[2][c] = static_cast<S>(4.f * d1 - 4.f * d2 - d3 + d4);
+    r[3][c] = static_cast<S>(-2.f * d1 - d2 + 2.f * d3 + d4);
+    r[4][c] = static_cast<S>(2.f * d1 - d2 - 2.f * d3 + d4);
+    r[5][c] = static_cast<S>(4.f * d1 - 5.f * d3 + d5);
   }
 }
 
 // r[i] = (A^T m)[i] for six rows of n channels each (A^T of F(4x4, 3x3)).
-EVSS_INLINE void output_rows(const float* const m[6], float* const r[4], int64_t n) {
+template <typename S>
+EVSS_INLINE void output_rows(const S* const m[6], float* const r[4], int64_t n) {
 #pragma GCC ivdep
   for (int64_t c = 0; c < n; ++c) {
     const float m0 = m[0][c], m1 = m[1][c], m2 = m[2][c], m3 = m[3][c], m4 = m[4][c], m5 = m[5][c];
@@ -77,9 +80,9 @@ struct Geometry {
 };
 
 // V[xi, j, :] for the tiles [t0, t0 + count) of the input (NHWC), j = t - t0.
-template <typename T>
+template <typename T, typename S>
 EVSS_ISA_CLONES void transform_input(const T* input, const T* zeros, const Geometry& g, int64_t t0,
-                                     int64_t count, int64_t stride_v, float* v) {
+                                     int64_t count, int64_t stride_v, S* v) {
   alignas(64) float tmp[kPoints][kBlock];
   for (int64_t j = 0; j < count; ++j) {
     const int64_t t = t0 + j;
@@ -106,7 +109,7 @@ EVSS_ISA_CLONES void transform_input(const T* input, const T* zeros, const Geome
       }
       for (int64_t i = 0; i < kPatch; ++i) {  // rows: V = tmp B
         const float* d[6];
-        float* r[6];
+        S* r[6];
         for (int64_t q = 0; q < kPatch; ++q) {
           d[q] = tmp[i * kPatch + q];
           r[q] = v + (i * kPatch + q) * stride_v + j * g.c + c0;
@@ -118,8 +121,8 @@ EVSS_ISA_CLONES void transform_input(const T* input, const T* zeros, const Geome
 }
 
 // The output tiles [t0, t0 + count) from M[xi, j, :] (j = t - t0), plus the bias, into NHWC.
-template <typename T>
-EVSS_ISA_CLONES void transform_output(const float* m, const float* bias, const Geometry& g, int64_t t0,
+template <typename T, typename S>
+EVSS_ISA_CLONES void transform_output(const S* m, const float* bias, const Geometry& g, int64_t t0,
                                       int64_t count, int64_t stride_m, T* output) {
   alignas(64) float tmp[kTile * kPatch][kBlock];
   alignas(64) float out[kTile * kTile][kBlock];
@@ -130,7 +133,7 @@ EVSS_ISA_CLONES void transform_output(const float* m, const float* bias, const G
     for (int64_t k0 = 0; k0 < g.k; k0 += kBlock) {
       const int64_t nk = std::min(kBlock, g.k - k0);
       for (int64_t q = 0; q < kPatch; ++q) {  // columns: tmp = A^T M
-        const float* d[6];
+        const S* d[6];
         float* r[4];
         for (int64_t i = 0; i < kPatch; ++i) d[i] = m + (i * kPatch + q) * stride_m + j * g.k + k0;
         for (int64_t i = 0; i < kTile; ++i) r[i] = tmp[i * kPatch + q];
@@ -158,7 +161,7 @@ EVSS_ISA_CLONES void transform_output(const float* m, const float* bias, const G
   }
 }
 
-template <typename T>
+template <typename T, typename S>
 void run_chunks(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias, const Geometry& g,
                 at::Tensor& output) {
   // at least one chunk per thread: threads that wait cost more than rereading U
@@ -175,9 +178,9 @@ void run_chunks(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t t0 = chunk * per_chunk, count = std::min(per_chunk, g.tiles() - t0);
       if (count < per_chunk) v.narrow(1, count, per_chunk - count).zero_();  // a short last chunk
-      transform_input(in, zeros.data(), g, t0, count, per_chunk * g.c, v.mutable_data_ptr<float>());
+      transform_input(in, zeros.data(), g, t0, count, per_chunk * g.c, v.mutable_data_ptr<S>());
       at::bmm_out(m, v, u);  // single-threaded here: each thread multiplies its own chunk
-      transform_output(m.const_data_ptr<float>(), bias_ptr, g, t0, count, per_chunk * g.k, out);
+      transform_output(m.const_data_ptr<S>(), bias_ptr, g, t0, count, per_chunk * g.k, out);
     }
   });
 }
@@ -190,7 +193,8 @@ at::Tensor winograd_conv3x3_cpu(const at::Tensor& input, const at::Tensor& weigh
   TORCH_CHECK(weight.dim() == 3 && weight.size(0) == kPoints && weight.size(1) == input.size(1),
               "winograd_conv3x3: weight must be the transformed filter (36, C, K) with C = ", input.size(1),
               " (model.winograd.winograd_weight), got shape ", weight.sizes());
-  TORCH_CHECK(weight.scalar_type() == at::kFloat, "winograd_conv3x3: weight must be float32, got ",
+  TORCH_CHECK(weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kBFloat16,
+              "winograd_conv3x3: weight must be float32 or bfloat16 (the matrix products' precision), got ",
               weight.scalar_type());
   TORCH_CHECK(weight.device() == input.device(), "winograd_conv3x3: input and weight must be on the same device");
   const Geometry g{input.size(0), input.size(1), weight.size(2), input.size(2), input.size(3),
@@ -209,11 +213,12 @@ at::Tensor winograd_conv3x3_cpu(const at::Tensor& input, const at::Tensor& weigh
   if (g.c == 0) return bias_f.defined() ? output.copy_(bias_f.view({1, g.k, 1, 1}).expand_as(output))
                                         : output.zero_();
 
-  if (x.scalar_type() == at::kFloat) {
-    run_chunks<float>(x, u, bias_f, g, output);
-  } else {
-    run_chunks<c10::BFloat16>(x, u, bias_f, g, output);
-  }
+  using BF16 = c10::BFloat16;
+  const bool bf16_in = x.scalar_type() == at::kBFloat16, bf16_products = u.scalar_type() == at::kBFloat16;
+  if (!bf16_in && !bf16_products) run_chunks<float, float>(x, u, bias_f, g, output);
+  if (!bf16_in && bf16_products) run_chunks<float, BF16>(x, u, bias_f, g, output);
+  if (bf16_in && !bf16_products) run_chunks<BF16, float>(x, u, bias_f, g, output);
+  if (bf16_in && bf16_products) run_chunks<BF16, BF16>(x, u, bias_f, g, output);
   return output;
 }
 
