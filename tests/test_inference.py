@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -275,7 +276,35 @@ def test_benchmark_cli_smoke(tmp_path):
         assert key in entry, key
     assert "environment" in data and data["threads"] >= 1
     assert "ratios" in data["resolutions"]["64x128"]["compare"]
+    assert set(data["resolutions"]["64x128"]["exact"]["faults"]) >= {"key", "nonkey", "fusion"}
     assert "time ratios" in proc.stdout
+
+
+FAULTS_SCRIPT = """
+import json, torch
+from tools.benchmark import time_stages
+fns = {"v": {"fresh_64mb": lambda: torch.ones(16 << 20), "nothing": lambda: None}}
+times, faults = time_stages(fns, repeats=3, warmup=0, device=torch.device("cpu"))
+print(json.dumps({"times": times, "faults": faults}))
+"""
+
+
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="Linux page-fault counting")
+@pytest.mark.skipif(THP.exists() and THP.read_text().startswith("[always]"),
+                    reason="transparent huge pages always on: a 64 MB tensor takes ~32 faults, not 16384")
+def test_benchmark_counts_page_faults_per_call():
+    # glibc's default thresholds: a fresh 64 MB tensor is mmapped and faulted in page by page each call
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "THP_MEM_ALLOC_ENABLE"}
+    proc = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(n >= 16384 for n in out["faults"]["v"]["fresh_64mb"]), out["faults"]  # 64 MiB of 4 KiB pages
+    assert all(n < 100 for n in out["faults"]["v"]["nothing"]), out["faults"]
+    assert len(out["times"]["v"]["nothing"]) == 3
 
 
 def test_benchmark_fast_accuracy_cli(tmp_path, net):

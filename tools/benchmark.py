@@ -34,7 +34,9 @@ cost ``(key_step + (k-1)·nonkey)/k``. The stages take turns inside each repeat,
 machine hit them alike. ``--malloc retain`` (the default) lets glibc keep freed large tensors for the
 next frame (:func:`engine.malloc.retain_freed_memory`; every variant of the run shares the process, so
 ratios stay fair); ``--malloc default`` keeps glibc's thresholds, where each large tensor of each frame
-is page-faulted in again.
+is page-faulted in again. Each timed call's minor page faults are counted too (``faults``: per stage,
+the median per call; printed below the table): a stage whose tensors come from fresh pages rather than
+the reused heap pays ~0.3 ms per MB, which is what makes one variant's time swing between runs.
 
 DAVSS (``--method davss``; ``--keyframe csrnet``, EVSS's keyframe network, or ``deeplabv3plus``, the
 released one) runs its plain ``net.stream()`` path (it has no optimised variant), with random weights
@@ -279,25 +281,34 @@ def _timed(fn: Callable, device: torch.device) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _stats(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "spread_pct": 100 * (max(values) - min(values)) / statistics.median(values) if values else 0,
             "runs": [round(v, 2) for v in values]}
 
 
-def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.device) -> dict:
-    """Interleaved timings: in each repeat every runner runs every stage once, in turn."""
-    out = {name: {stage: [] for stage in fns} for name, fns in fns_by_runner.items()}
+def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.device) -> tuple[dict, dict]:
+    """Interleaved timings: in each repeat every runner runs every stage once, in turn. Returns the
+    milliseconds and the minor page faults of each timed call, as ``{runner: {stage: [per call]}}``."""
+    times = {name: {stage: [] for stage in fns} for name, fns in fns_by_runner.items()}
+    faults = {name: {stage: [] for stage in fns} for name, fns in fns_by_runner.items()}
     stages = list(dict.fromkeys(stage for fns in fns_by_runner.values() for stage in fns))
     with torch.no_grad():
         for i in range(warmup + repeats):
             for stage in stages:
                 for name, fns in fns_by_runner.items():
                     if stage in fns:
+                        before = _minor_faults()
                         t = _timed(fns[stage], device)
                         if i >= warmup:
-                            out[name][stage].append(t)
-    return out
+                            times[name][stage].append(t)
+                            faults[name][stage].append(_minor_faults() - before)
+    return times, faults
 
 
 def count_gflops(r: Runner | DAVSSRunner, frames: list[torch.Tensor]) -> dict:
@@ -557,11 +568,12 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
         for bf16 in (False, True):
             run, _ = build_lraspp(args.num_classes, device, bf16)
             fns[f"lraspp_{'bf16' if bf16 else 'fp32'}"] = {"key_step": (lambda run=run: run(frames[0]))}
-    times = time_stages(fns, args.repeats, args.warmup, device)
+    times, faults = time_stages(fns, args.repeats, args.warmup, device)
     result = {}
     for name, stages in times.items():
         entry = {f"{stage}_ms": statistics.median(v) for stage, v in stages.items() if v}
         entry["spread"] = {stage: _stats(v) for stage, v in stages.items() if v}
+        entry["faults"] = {stage: statistics.median(v) for stage, v in faults[name].items() if v}
         if name in runners:
             for k in args.ks:
                 entry[f"amortised_k{k}_ms"] = (entry["key_step_ms"] + (k - 1) * entry["nonkey_ms"]) / k
@@ -616,6 +628,10 @@ def print_table(results: dict, variants, args) -> None:
             mem = " ".join(f"{'-' if e.get(k) is None else str(round(e[k])):>7}"
                            for k in ("peak_mem_mb", "inference_mem_mb"))
             print(f"{res_key:>10} {name:>13} {vals} {am} {mem}")
+        for name, e in res.items():
+            if not name.startswith("compare") and e.get("faults"):
+                print(f"{'':>10} {name:>13} minor page faults per call: " +
+                      ", ".join(f"{s} {round(n)}" for s, n in e["faults"].items()))
         for name, e in res.items():
             if not name.startswith("compare") and "gflops" in e:
                 gf = ", ".join(f"{s} {e['gflops'][s]:.1f} GFLOP @ {e['gflop_per_s'].get(s, 0):.0f} GFLOP/s"

@@ -342,7 +342,7 @@ def latency(predictors: dict[str, Predictor], frames: Tensor, repeats: int, warm
                 predictor.step(frames[t:t + 1])
         return run
 
-    times = time_stages({n: {"clip": clip_fn(p)} for n, p in predictors.items()}, repeats, warmup, device)
+    times, _ = time_stages({n: {"clip": clip_fn(p)} for n, p in predictors.items()}, repeats, warmup, device)
     return {n: statistics.median(times[n]["clip"]) / frames.shape[0] for n in predictors}
 
 
