@@ -97,8 +97,9 @@ TORCH_LIBRARY(evss, m) {
   // 3x3 convolution, stride 1, padding 1, by Winograd F(4x4, 3x3) (csrc/cpu/winograd_cpu.cpp; CPU only,
   // model/winograd.py uses F.conv2d elsewhere): input (B, C, H, W) float32/bfloat16, weight_winograd
   // (36, C, K) float32/bfloat16 = G g G^T of the (K, C, 3, 3) filter (its dtype is the matrix products'
-  // precision), bias (K) -> (B, K, H, W) channels_last.
-  m.def("winograd_conv3x3(Tensor input, Tensor weight_winograd, Tensor? bias) -> Tensor");
+  // precision), bias (K) -> (B, K, H, W) channels_last.  space_to_depth = s convolves the input's
+  // space-to-depth rearrangement (phase-major channels, weight (36, s*s*C, K)) -> (B, K, ceil(H/s), ceil(W/s)).
+  m.def("winograd_conv3x3(Tensor input, Tensor weight_winograd, Tensor? bias, int space_to_depth=1) -> Tensor");
   // Build information: whether the CUDA kernels were compiled into this library.
   m.def("_cuda_compiled() -> bool", &evss::cuda_compiled);
 }

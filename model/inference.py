@@ -104,7 +104,7 @@ def fold_batchnorm(module: nn.Module) -> int:
 
 def use_winograd(module: nn.Module, max_channel_pairs: int | None = None,
                  products: torch.dtype = torch.float32) -> int:
-    """Replace every eligible 3×3 convolution of ``module`` (:func:`model.winograd.is_winograd_eligible`)
+    """Replace every eligible convolution of ``module`` (:func:`model.winograd.is_winograd_eligible`)
     by a :class:`model.winograd.WinogradConv2d` whose matrix products run in ``products``, in place;
     returns how many. To keep the widest layers direct (less memory):
     ``optimize_for_inference(net, winograd=False)``, then

@@ -10,17 +10,17 @@ from torch import nn
 
 from model import build_evss, load_checkpoint
 from model.inference import optimize_for_inference, use_winograd
-from model.winograd import (WinogradConv2d, is_winograd_eligible, winograd_conv3x3, winograd_conv3x3_pytorch,
-                            winograd_op_available, winograd_weight)
+from model.winograd import (WinogradConv2d, is_winograd_eligible, space_to_depth_filter, winograd_conv3x3,
+                            winograd_conv3x3_pytorch, winograd_op_available, winograd_weight)
 
 needs_op = pytest.mark.skipif(not winograd_op_available(), reason="compiled extension (model._C) not built")
 BACKENDS = ["pytorch", pytest.param("compiled", marks=needs_op)]
 
 
-def _conv(backend, x, u, bias):
+def _conv(backend, x, u, bias, space_to_depth=1):
     if backend == "compiled":
-        return torch.ops.evss.winograd_conv3x3(x, u, bias)
-    return winograd_conv3x3_pytorch(x, u, bias)
+        return torch.ops.evss.winograd_conv3x3(x, u, bias, space_to_depth)
+    return winograd_conv3x3_pytorch(x, u, bias, space_to_depth)
 
 
 def _case(b, c, k, h, w, seed):
@@ -47,6 +47,42 @@ def test_matches_float64_direct_convolution(backend, shape):
     # F(4×4, 3×3) rounding: ~10–40× the direct convolution's, ~1e-6 of the output's magnitude
     assert (out.double() - ref).abs().max() <= 2e-5 * scale
     assert (direct.double() - ref).abs().max() <= 2e-6 * scale  # the yardstick itself
+
+
+def _case5(b, c, k, h, w, seed):
+    x, _, bias = _case(b, c, k, h, w, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return x, torch.randn(k, c, 5, 5, generator=g, dtype=torch.float64) * (2 / (25 * c)) ** 0.5, bias
+
+
+# odd sizes (a zero row and column past the edge of the rearrangement), a single pixel, batches,
+# phase-channel counts that are not multiples of the kernel's channel block
+SHAPES_5X5 = [(1, 24, 48, 16, 32), (2, 19, 21, 13, 7), (1, 3, 4, 1, 1), (1, 70, 40, 9, 22), (3, 48, 96, 11, 10)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES_5X5)
+def test_5x5_stride2_matches_float64_direct_convolution(backend, shape):
+    x, weight, bias = _case5(*shape, seed=sum(shape))
+    ref = F.conv2d(x, weight, bias, stride=2, padding=2)
+    u = winograd_weight(space_to_depth_filter(weight))
+    assert u.shape == (36, 4 * shape[1], shape[2])
+    out = _conv(backend, x.float().contiguous(memory_format=torch.channels_last), u, bias.float(), 2)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert (out.double() - ref).abs().max() <= 2e-5 * ref.abs().max().item()
+
+
+def test_space_to_depth_filter_hand_computed():
+    # a filter with a single 1 at (a, b) reads input (2y + a - 2, 2x + b - 2): phase (a % 2, b % 2), tap (a // 2, b // 2)
+    for a in range(5):
+        for b in range(5):
+            w = torch.zeros(1, 1, 5, 5)
+            w[0, 0, a, b] = 1
+            f = space_to_depth_filter(w)
+            assert f.shape == (1, 4, 3, 3) and f.sum() == 1
+            assert f[0, (a % 2) * 2 + b % 2, a // 2, b // 2] == 1
+    with pytest.raises(ValueError, match="5, 5"):
+        space_to_depth_filter(torch.zeros(1, 1, 3, 3))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -104,8 +140,14 @@ def test_opcheck_and_errors():
     torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u, bias))
     torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u, None))
     torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x.bfloat16(), u.bfloat16(), bias))
+    u5 = winograd_weight(space_to_depth_filter(torch.randn(4, 8, 5, 5)))
+    torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u5, bias, 2))
+    with pytest.raises(RuntimeError, match=r"\(36, C, K\) with C = 32"):
+        torch.ops.evss.winograd_conv3x3(x, u, bias, 2)
     with pytest.raises(RuntimeError, match=r"\(36, C, K\)"):
         torch.ops.evss.winograd_conv3x3(x, u[:, :4], bias)
+    with pytest.raises(RuntimeError, match="space_to_depth"):
+        torch.ops.evss.winograd_conv3x3(x, u, bias, 0)
     with pytest.raises(RuntimeError, match="bias"):
         torch.ops.evss.winograd_conv3x3(x, u, bias[:3])
     with pytest.raises(RuntimeError, match="float32 or bfloat16"):
@@ -125,6 +167,10 @@ def test_flops_are_the_direct_convolutions():
     with FlopCounterMode(display=False) as counter:
         conv(x)
     assert counter.get_total_flops() == 2 * 2 * 10 * 13 * 24 * 16 * 9
+    conv = WinogradConv2d(nn.Conv2d(16, 24, 5, stride=2, padding=2).requires_grad_(False))
+    with FlopCounterMode(display=False) as counter:  # the direct 5×5 convolution's, on the 5×7 output grid
+        conv(x)
+    assert counter.get_total_flops() == 2 * 2 * 5 * 7 * 24 * 16 * 25
 
 
 @needs_op
@@ -132,6 +178,8 @@ def test_compiles_and_is_inference_only():
     conv = WinogradConv2d(nn.Conv2d(8, 8, 3, padding=1).requires_grad_(False))
     x = torch.randn(1, 8, 9, 12)
     assert torch.equal(torch.compile(conv, backend="aot_eager", fullgraph=True)(x), conv(x))
+    conv5 = WinogradConv2d(nn.Conv2d(8, 8, 5, stride=2, padding=2).requires_grad_(False))
+    assert torch.equal(torch.compile(conv5, backend="aot_eager", fullgraph=True)(x), conv5(x))
     x.requires_grad_(True)
     with pytest.raises(NotImplementedError, match="inference-only"):
         conv(x).sum().backward()
@@ -139,8 +187,11 @@ def test_compiles_and_is_inference_only():
 
 def test_module_eligibility_and_fallbacks():
     assert is_winograd_eligible(nn.Conv2d(16, 16, 3, padding=1))
+    assert is_winograd_eligible(nn.Conv2d(24, 48, 5, stride=2, padding=2))
     for conv in (nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
                  nn.Conv2d(16, 16, 5, padding=2), nn.Conv2d(16, 16, 3, padding=1, groups=2),
+                 nn.Conv2d(16, 16, 7, stride=2, padding=3), nn.Conv2d(16, 16, 5, stride=2, padding=1),
+                 nn.Conv2d(16, 16, 3, padding="same"),
                  nn.Conv2d(16, 2, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")):
         assert not is_winograd_eligible(conv), conv
     assert is_winograd_eligible(nn.Conv2d(512, 512, 3, padding=1))
@@ -151,6 +202,8 @@ def test_module_eligibility_and_fallbacks():
     x = torch.randn(1, 16, 7, 5, dtype=torch.float64)
     # float64 maps (and GPUs) take F.conv2d with the original filter
     assert torch.equal(WinogradConv2d(conv)(x), conv(x))
+    conv5 = nn.Conv2d(16, 16, 5, stride=2, padding=2).double()
+    assert torch.equal(WinogradConv2d(conv5)(x), conv5(x))
 
 
 @needs_op

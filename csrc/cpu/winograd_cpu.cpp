@@ -15,6 +15,13 @@
 // GEMM rate on CPUs with AVX512-BF16, for the fast mode).  The points are 0, +-1, +-2 and infinity;
 // float32 results differ from a direct convolution by rounding, typically 10-40x the direct one's
 // error (still ~1e-6 of the output's magnitude) -- see model/winograd.py and the tests.
+//
+// space_to_depth = s > 1 convolves the space-to-depth rearrangement of the input instead: its pixel
+// (y, x) holds, phase-major, the s*s pixels (s y + ry, s x + rx) of the input (channel (ry s + rx) C + c
+// is input channel c there; zero beyond the input's edge), read in place while transforming.  A 5x5
+// stride-2 convolution (padding 2) is a 3x3 convolution of the s = 2 rearrangement with a rearranged
+// filter (model/winograd.py), so it gets Winograd's 4x fewer multiplications too (9 C K per output
+// against the direct 25 C K).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -74,8 +81,10 @@ EVSS_INLINE void output_rows(const S* const m[6], float* const r[4], int64_t n) 
   }
 }
 
+// h, w: the output's (and the rearranged input's) size; c = s * s * input channels.
 struct Geometry {
   int64_t n, c, k, h, w, tiles_h, tiles_w;
+  int64_t s, in_c, in_h, in_w;  // space-to-depth block, the input's channels and size
   int64_t tiles() const { return n * tiles_h * tiles_w; }
 };
 
@@ -88,33 +97,36 @@ EVSS_ISA_CLONES void transform_input(const T* input, const T* zeros, const Geome
     const int64_t t = t0 + j;
     const int64_t b = t / (g.tiles_h * g.tiles_w), tile = t % (g.tiles_h * g.tiles_w);
     const int64_t y0 = (tile / g.tiles_w) * kTile - 1, x0 = (tile % g.tiles_w) * kTile - 1;
-    std::array<const T*, kPoints> src;  // the patch's pixels; the zero row outside the image
-    for (int64_t i = 0; i < kPatch; ++i) {
-      for (int64_t q = 0; q < kPatch; ++q) {
-        const int64_t y = y0 + i, x = x0 + q;
-        const bool inside = y >= 0 && y < g.h && x >= 0 && x < g.w;
-        src[i * kPatch + q] = inside ? input + ((b * g.h + y) * g.w + x) * g.c : zeros;
-      }
-    }
-    for (int64_t c0 = 0; c0 < g.c; c0 += kBlock) {
-      const int64_t nc = std::min(kBlock, g.c - c0);
-      for (int64_t q = 0; q < kPatch; ++q) {  // columns: tmp = B^T d
-        const T* d[6];
-        float* r[6];
-        for (int64_t i = 0; i < kPatch; ++i) {
-          d[i] = src[i * kPatch + q] + c0;
-          r[i] = tmp[i * kPatch + q];
-        }
-        input_rows(d, r, nc);
-      }
-      for (int64_t i = 0; i < kPatch; ++i) {  // rows: V = tmp B
-        const float* d[6];
-        S* r[6];
+    for (int64_t phase = 0; phase < g.s * g.s; ++phase) {
+      const int64_t ry = phase / g.s, rx = phase % g.s;
+      std::array<const T*, kPoints> src;  // the patch's pixels of this phase; the zero row outside the image
+      for (int64_t i = 0; i < kPatch; ++i) {
         for (int64_t q = 0; q < kPatch; ++q) {
-          d[q] = tmp[i * kPatch + q];
-          r[q] = v + (i * kPatch + q) * stride_v + j * g.c + c0;
+          const int64_t y = (y0 + i) * g.s + ry, x = (x0 + q) * g.s + rx;
+          const bool inside = y0 + i >= 0 && y < g.in_h && x0 + q >= 0 && x < g.in_w;
+          src[i * kPatch + q] = inside ? input + ((b * g.in_h + y) * g.in_w + x) * g.in_c : zeros;
         }
-        input_rows(d, r, nc);
+      }
+      for (int64_t c0 = 0; c0 < g.in_c; c0 += kBlock) {
+        const int64_t nc = std::min(kBlock, g.in_c - c0), v0 = phase * g.in_c + c0;
+        for (int64_t q = 0; q < kPatch; ++q) {  // columns: tmp = B^T d
+          const T* d[6];
+          float* r[6];
+          for (int64_t i = 0; i < kPatch; ++i) {
+            d[i] = src[i * kPatch + q] + c0;
+            r[i] = tmp[i * kPatch + q];
+          }
+          input_rows(d, r, nc);
+        }
+        for (int64_t i = 0; i < kPatch; ++i) {  // rows: V = tmp B
+          const float* d[6];
+          S* r[6];
+          for (int64_t q = 0; q < kPatch; ++q) {
+            d[q] = tmp[i * kPatch + q];
+            r[q] = v + (i * kPatch + q) * stride_v + j * g.c + v0;
+          }
+          input_rows(d, r, nc);
+        }
       }
     }
   }
@@ -168,7 +180,7 @@ void run_chunks(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias
   const int64_t share = (g.tiles() + at::get_num_threads() - 1) / at::get_num_threads();
   const int64_t per_chunk = std::min(chunk_tiles(g.c, g.k), std::max<int64_t>(8, (share + 7) / 8 * 8));
   const int64_t chunks = (g.tiles() + per_chunk - 1) / per_chunk;
-  const std::vector<T> zeros(g.c, T(0));
+  const std::vector<T> zeros(g.in_c, T(0));
   const T* in = x.const_data_ptr<T>();
   T* out = output.mutable_data_ptr<T>();
   const float* bias_ptr = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
@@ -186,19 +198,22 @@ void run_chunks(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias
 }
 
 at::Tensor winograd_conv3x3_cpu(const at::Tensor& input, const at::Tensor& weight,
-                                const std::optional<at::Tensor>& bias) {
+                                const std::optional<at::Tensor>& bias, int64_t space_to_depth) {
   TORCH_CHECK(input.dim() == 4, "winograd_conv3x3: input must be 4-D (B, C, H, W), got shape ", input.sizes());
   TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16,
               "winograd_conv3x3: input must be float32 or bfloat16, got ", input.scalar_type());
-  TORCH_CHECK(weight.dim() == 3 && weight.size(0) == kPoints && weight.size(1) == input.size(1),
-              "winograd_conv3x3: weight must be the transformed filter (36, C, K) with C = ", input.size(1),
-              " (model.winograd.winograd_weight), got shape ", weight.sizes());
+  TORCH_CHECK(space_to_depth >= 1, "winograd_conv3x3: space_to_depth must be >= 1, got ", space_to_depth);
+  const int64_t s = space_to_depth, c = s * s * input.size(1);
+  TORCH_CHECK(weight.dim() == 3 && weight.size(0) == kPoints && weight.size(1) == c,
+              "winograd_conv3x3: weight must be the transformed filter (36, C, K) with C = ", c,
+              " (space_to_depth^2 x input channels; model.winograd.winograd_weight), got shape ", weight.sizes());
   TORCH_CHECK(weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kBFloat16,
               "winograd_conv3x3: weight must be float32 or bfloat16 (the matrix products' precision), got ",
               weight.scalar_type());
   TORCH_CHECK(weight.device() == input.device(), "winograd_conv3x3: input and weight must be on the same device");
-  const Geometry g{input.size(0), input.size(1), weight.size(2), input.size(2), input.size(3),
-                   (input.size(2) + kTile - 1) / kTile, (input.size(3) + kTile - 1) / kTile};
+  const int64_t h = (input.size(2) + s - 1) / s, w = (input.size(3) + s - 1) / s;
+  const Geometry g{input.size(0), c, weight.size(2), h, w, (h + kTile - 1) / kTile, (w + kTile - 1) / kTile,
+                   s, input.size(1), input.size(2), input.size(3)};
   at::Tensor bias_f;
   if (bias.has_value() && bias->defined()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.k, "winograd_conv3x3: bias must have shape (", g.k,
