@@ -17,12 +17,17 @@ What changes against ``net.stream()`` (the reference path, which is kept as it i
 * SK fusion units run lean (:class:`model.blocks.SKFusion`: pooled descriptor from the pooled inputs,
   blend in place) and FlowNet's transposed convolutions compute only the outputs its crops keep
   (:func:`model.flownet.compute_cropped_deconvolutions`).
-* ``winograd`` (CPU): the 3×3 stride-1 convolutions with at least 16 channels in and out (81 % of
-  the keyframe network's FLOPs, 63 % of CoNet's, 26 % of FlowNet's) run as Winograd F(4×4, 3×3)
-  (:mod:`model.winograd`, ``torch.ops.evss.winograd_conv3x3``) in float32: a quarter of the
-  multiplications, about 2× faster per layer than a direct fp32 convolution and as fast as a bf16 one,
-  rounding ~10–40× a direct fp32 convolution's (still ~1e-6 of the output's magnitude). Off for
-  networks on a GPU (cuDNN chooses its own algorithms).
+* ``winograd`` (CPU): the 3×3 stride-1 convolutions with at least 16 channels in and out, and the
+  5×5 stride-2 ones (FlowNet's conv2 and conv3, as 3×3 convolutions of the space-to-depth
+  rearranged input) run as Winograd F(4×4, 3×3) (:mod:`model.winograd`,
+  ``torch.ops.evss.winograd_conv3x3``) in float32: 81 % of the keyframe network's FLOPs, 63 % of
+  CoNet's, 55 % of FlowNet's, with a quarter of the multiplications (5×5: 36 %), about 2× faster per
+  layer than a direct fp32 convolution and as fast as a bf16 one, rounding ~10–40× a direct fp32
+  convolution's (still ~1e-6 of the output's magnitude). Off for networks on a GPU (cuDNN chooses its
+  own algorithms).
+* (CPU, float32) the 3×3 convolutions with at most four output channels (the flow and edge heads) run
+  as one matrix product and nine shifted sums (:mod:`model.narrow_conv`): oneDNN's direct kernel has
+  too little output to vectorise over.
 * the merge of warped and corrected logits and its argmax run as one fused operator
   (:func:`model.fusion.merge_argmax`, ``torch.ops.evss.fused_merge_argmax``) instead of four ×4
   upsamplings, a softmax and a blend at full resolution; keyframes use ``upsample_argmax``.
@@ -62,9 +67,11 @@ from .davss import quarter_size
 from .flownet import FlowNetS, compute_cropped_deconvolutions, resize_flow
 from .fusion import coarse_distortion, merge_argmax, upsample_argmax
 from .evss import EVSSStream
+from .narrow_conv import NarrowConv2d, is_narrow_eligible
 from .winograd import WinogradConv2d, is_winograd_eligible, winograd_op_available
 
-__all__ = ["fold_batchnorm", "use_winograd", "optimize_for_inference", "InferenceEVSS", "PredStream"]
+__all__ = ["fold_batchnorm", "use_winograd", "use_narrow_convs", "optimize_for_inference", "InferenceEVSS",
+           "PredStream"]
 
 
 def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
@@ -109,11 +116,23 @@ def use_winograd(module: nn.Module, max_channel_pairs: int | None = None,
     returns how many. To keep the widest layers direct (less memory):
     ``optimize_for_inference(net, winograd=False)``, then
     ``use_winograd(fast_net.net, max_channel_pairs=256 * 256)``."""
+    return _replace(module, lambda m: is_winograd_eligible(m, max_channel_pairs=max_channel_pairs),
+                    lambda m: WinogradConv2d(m, products))
+
+
+def use_narrow_convs(module: nn.Module) -> int:
+    """Replace every 3×3 convolution of ``module`` with at most four output channels (the flow and edge
+    heads; :func:`model.narrow_conv.is_narrow_eligible`) by a :class:`model.narrow_conv.NarrowConv2d`,
+    in place; returns how many."""
+    return _replace(module, is_narrow_eligible, NarrowConv2d)
+
+
+def _replace(module: nn.Module, eligible, make) -> int:
     replaced = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if is_winograd_eligible(child, max_channel_pairs=max_channel_pairs):
-                setattr(parent, name, WinogradConv2d(child, products))
+            if eligible(child):
+                setattr(parent, name, make(child))
                 replaced += 1
     return replaced
 
@@ -255,8 +274,9 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
     for p in net.parameters():
         p.requires_grad_(False)
     folded = fold_batchnorm(net) if fold_bn else 0
+    on_cpu = all(p.device.type == "cpu" for p in net.parameters())
     if winograd is None:  # GPUs: cuDNN chooses its own algorithms, Winograd included
-        winograd = winograd_op_available() and all(p.device.type == "cpu" for p in net.parameters())
+        winograd = winograd_op_available() and on_cpu
     for m in net.modules():
         if isinstance(m, SKFusion):
             m.lean = True
@@ -269,5 +289,7 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
     if winograd_products is None:
         winograd_products = torch.bfloat16 if fast else torch.float32
     replaced = use_winograd(net, products=winograd_products) if winograd else 0  # of the final weights
+    if on_cpu and not fast:  # float32 maps only (model.narrow_conv)
+        use_narrow_convs(net)
     return InferenceEVSS(net, channels_last=channels_last, fold_bn=fold_bn, fast=fast,
                          nonkey_scale=nonkey_scale, folded=folded, winograd=replaced)
