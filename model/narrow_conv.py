@@ -6,7 +6,7 @@ filter taps side by side, ``Y[p, (ty, tx, k)] = Σ_c x[p, c] · g[k, c, ty, tx]`
 near its peak), then nine shifted sums of the thin result,
 ``y[p, k] = bias[k] + Σ_{ty, tx} Y[p + (ty − 1, tx − 1), (ty, tx, k)]`` (zero past the edge). At
 1024×2048 this takes FlowNet's ``predict_flow2`` (74 → 2 channels on the ¼ grid) from 15 to 9 ms and
-the five narrow layers of a non-keyframe step from 32 to 18 ms, with float32 results closer to the
+the six narrow layers of a non-keyframe step from about 32 to 18 ms, with float32 results closer to the
 float64 convolution than the direct kernel's. Only float32 CPU maps take this path: in bfloat16 the
 shifted sums of the rounded ``Y`` are slower than oneDNN's bf16 kernel and 4× less exact, and GPUs
 have cuDNN, so :class:`NarrowConv2d` calls ``F.conv2d`` there.
