@@ -55,7 +55,7 @@ full frame). Speed ratios and mIoU changes are measured by ``tools/benchmark.py`
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -127,7 +127,8 @@ def use_narrow_convs(module: nn.Module) -> int:
     return _replace(module, is_narrow_eligible, NarrowConv2d)
 
 
-def _replace(module: nn.Module, eligible, make) -> int:
+def _replace(module: nn.Module, eligible: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]) -> int:
+    """Replace, in place, every child module that is ``eligible`` by ``make(child)``; returns how many."""
     replaced = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
@@ -263,8 +264,8 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
     """An :class:`InferenceEVSS` of a trained ``EVSS`` (a deep copy unless ``inplace``), in eval mode.
 
     ``fast=True`` selects the fast mode (bf16 weights and activations). ``winograd`` (default: on for a
-    network on the CPU when the compiled operator is loaded) runs the eligible 3×3 convolutions as
-    Winograd F(4×4, 3×3), with matrix products in ``winograd_products`` (default: bf16 in the fast
+    network on the CPU when the compiled operator is loaded) runs the eligible convolutions (3×3, and
+    5×5 with stride 2) as Winograd F(4×4, 3×3), with matrix products in ``winograd_products`` (default: bf16 in the fast
     mode, else fp32). ``nonkey_scale < 1`` runs FlowNet and CoNet on non-keyframes resized by that
     factor (an accuracy trade; see the module docstring).
     """
