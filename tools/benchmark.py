@@ -37,7 +37,8 @@ next frame (:func:`engine.malloc.retain_freed_memory`; every variant of the run 
 ratios stay fair); ``--malloc default`` keeps glibc's thresholds, where each large tensor of each frame
 is page-faulted in again. Each timed call's minor page faults are counted too (``faults``: per stage,
 the median per call; printed below the table): a stage whose tensors come from fresh pages rather than
-the reused heap pays ~0.3 ms per MB, which is what makes one variant's time swing between runs.
+the reused heap pays ~0.3 ms per MB, so they tell such a cost from other swings between runs (the
+original's bandwidth-bound full-resolution fusion took 280–450 ms in runs without a single fault).
 
 DAVSS (``--method davss``; ``--keyframe csrnet``, EVSS's keyframe network, or ``deeplabv3plus``, the
 released one) runs its plain ``net.stream()`` path (it has no optimised variant), with random weights
