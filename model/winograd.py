@@ -135,9 +135,9 @@ def is_winograd_eligible(conv: nn.Module, min_channels: int = 16, max_channel_pa
     or 5×5 with stride 2 and padding 2, with at least ``min_channels`` input and output channels
     (thinner layers gain nothing from the matrix products) and, when given, at most
     ``max_channel_pairs`` = C·K. The transformed filter holds 36·C·K floats (3×3, 4× the filter;
-    5×5: 144·C·K, 5.8×): 271 MB for all of EVSS in float32, of which the six layers with 384 to 512 channels (on the 1/32
-    and 1/64 grids) hold 70 % for 10–25 % of the time Winograd saves (keyframe, non-keyframe step);
-    ``max_channel_pairs=256 * 256`` leaves them direct."""
+    5×5: 144·C·K, 5.8×): 271 MB for all of EVSS in float32, of which the six layers with 384 to 512
+    channels (on the 1/32 and 1/64 grids) hold 70 % for 10–25 % of the time Winograd saves (keyframe,
+    non-keyframe step); ``max_channel_pairs=256 * 256`` leaves them direct."""
     return (type(conv) is nn.Conv2d and (conv.kernel_size, conv.stride, conv.padding) in _FORMS
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
             and min(conv.in_channels, conv.out_channels) >= min_channels
