@@ -76,5 +76,8 @@ class FlowNetS(nn.Module):
             deconv_layer = getattr(self, f"deconv{level - 1}")
             up_layer = getattr(self, f"upsample_flow{level}to{level - 1}")
             deconv, up = deconv_layer(x), up_layer(flow)
-            x = torch.cat([skip, _crop_to(deconv, skip, deconv_layer[0]), _crop_to(up, skip, up_layer)], 1)
-        return FLOW_SCALE * self.predict_flow2(x)
+            parts = [skip, _crop_to(deconv, skip, deconv_layer[0]), _crop_to(up, skip, up_layer)]
+            if level > 3:  # the finest concatenation feeds only predict_flow2
+                x = torch.cat(parts, 1)
+        head = self.predict_flow2  # an inference head (model.narrow_conv) may read the parts where they lie
+        return FLOW_SCALE * head(parts if getattr(head, "takes_parts", False) else torch.cat(parts, 1))

@@ -7,11 +7,15 @@ near its peak), then nine shifted sums of the thin result,
 ``y[p, k] = bias[k] + Σ_{ty, tx} Y[p + (ty − 1, tx − 1), (ty, tx, k)]`` (zero past the edge). At
 1024×2048 this takes FlowNet's ``predict_flow2`` (74 → 2 channels on the ¼ grid) from 15 to 9 ms and
 the six narrow layers of a non-keyframe step from about 32 to 18 ms, with float32 results closer to the
-float64 convolution than the direct kernel's. Only float32 CPU maps take this path: in bfloat16 the
+float64 convolution than the direct kernel's. A layer whose input is a channel concatenation can take
+the pieces instead (one matrix product each, summed): FlowNet's last head reads its three inputs where
+they lie instead of a 74-channel copy of them. Only float32 CPU maps take this path: in bfloat16 the
 shifted sums of the rounded ``Y`` are slower than oneDNN's bf16 kernel and 4× less exact, and GPUs
 have cuDNN, so :class:`NarrowConv2d` calls ``F.conv2d`` there.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +36,24 @@ def is_narrow_eligible(conv: nn.Module, min_in_channels: int = 16) -> bool:
             and conv.in_channels >= min_in_channels)
 
 
-def narrow_conv3x3(x: Tensor, taps: Tensor, bias: Tensor | None) -> Tensor:
+def narrow_conv3x3(x: Tensor | Sequence[Tensor], taps: Tensor, bias: Tensor | None) -> Tensor:
     """``F.conv2d(x, g, bias, padding=1)`` of a B×C×H×W map as one matrix product and nine shifted sums;
-    ``taps`` is ``g.permute(1, 2, 3, 0).reshape(C, 9 * K)``. Returns B×K×H×W in ``channels_last``."""
-    b, c, h, w = x.shape
+    ``taps`` is ``g.permute(1, 2, 3, 0).reshape(C, 9 * K)``. ``x`` may also be the maps whose channel
+    concatenation is the input (``torch.cat(x, 1)`` is never built). Returns B×K×H×W in ``channels_last``."""
+    parts = [x] if isinstance(x, Tensor) else list(x)
+    b, _, h, w = parts[0].shape
+    if sum(p.shape[1] for p in parts) != taps.shape[0] or any(p.shape[2:] != (h, w) for p in parts):
+        raise ValueError(f"narrow_conv3x3: inputs {[tuple(p.shape) for p in parts]} do not concatenate to "
+                         f"the filter's {taps.shape[0]} channels")
     k = taps.shape[1] // 9
-    y = (x.permute(0, 2, 3, 1).reshape(-1, c) @ taps).view(b, h, w, 3, 3, k)
-    out = x.new_zeros(b, h, w, k) if bias is None else bias.view(1, 1, 1, k).expand(b, h, w, k).contiguous()
+    y, c0 = None, 0
+    for part in parts:
+        c = part.shape[1]
+        rows = part.permute(0, 2, 3, 1).reshape(-1, c)
+        y = rows @ taps[c0:c0 + c] if y is None else y.addmm_(rows, taps[c0:c0 + c])
+        c0 += c
+    y = y.view(b, h, w, 3, 3, k)
+    out = y.new_zeros(b, h, w, k) if bias is None else bias.view(1, 1, 1, k).expand(b, h, w, k).contiguous()
     for ty in range(3):
         dy = ty - 1
         for tx in range(3):
@@ -51,7 +66,11 @@ def narrow_conv3x3(x: Tensor, taps: Tensor, bias: Tensor | None) -> Tensor:
 class NarrowConv2d(nn.Module):
     """Inference stand-in for an eligible ``nn.Conv2d`` (:func:`is_narrow_eligible`): the matrix product
     path for float32 maps on CPU, ``F.conv2d`` with the original filter otherwise. Keeps ``weight``
-    and ``bias`` as they were."""
+    and ``bias`` as they were. Its input may be a map or, where ``takes_parts`` is checked
+    (:class:`model.flownet.FlowNetS`), the list of maps that concatenate to it."""
+
+    #: ``forward`` accepts the pieces of a channel concatenation.
+    takes_parts = True
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
@@ -67,7 +86,8 @@ class NarrowConv2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), padding=(1, 1), matrix product"
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.device.type == "cpu" and x.dtype == torch.float32 and self.taps.dtype == torch.float32:
+    def forward(self, x: Tensor | Sequence[Tensor]) -> Tensor:
+        first = x if isinstance(x, Tensor) else x[0]
+        if first.device.type == "cpu" and first.dtype == torch.float32 and self.taps.dtype == torch.float32:
             return narrow_conv3x3(x, self.taps, self.bias)
-        return F.conv2d(x, self.weight, self.bias, padding=1)
+        return F.conv2d(x if isinstance(x, Tensor) else torch.cat(list(x), 1), self.weight, self.bias, padding=1)

@@ -37,6 +37,25 @@ def test_matches_float64_direct_convolution(shape, with_bias):
     assert torch.allclose(narrow_conv3x3(x, _taps(weight), bias), ref, rtol=0, atol=1e-12)  # NCHW input, float64
 
 
+@pytest.mark.parametrize("split", [(48, 24, 2), (1, 73), (74,)])
+def test_parts_of_a_concatenation_match_float64_convolution_of_the_whole(split):
+    g = torch.Generator().manual_seed(len(split))
+    parts = [torch.randn(2, c, 11, 14, generator=g, dtype=torch.float64) for c in split]
+    weight = torch.randn(2, 74, 3, 3, generator=g, dtype=torch.float64) / 25
+    bias = torch.randn(2, generator=g, dtype=torch.float64)
+    ref = F.conv2d(torch.cat(parts, 1), weight, bias, padding=1)
+    inputs = [p.float().contiguous(memory_format=torch.channels_last) for p in parts]
+    inputs[-1] = inputs[-1].contiguous()  # a part in the NCHW layout is read as well (through a copy)
+    out = narrow_conv3x3(inputs, _taps(weight.float()), bias.float())
+    assert (out.double() - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+    conv = nn.Conv2d(74, 2, 3, padding=1).double().requires_grad_(False)
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
+    assert torch.allclose(NarrowConv2d(conv)(parts), ref, rtol=0, atol=1e-12)  # float64: F.conv2d of the cat
+    with pytest.raises(ValueError, match="do not concatenate to the filter's 74 channels"):
+        narrow_conv3x3(inputs[:-1] if len(inputs) > 1 else [inputs[0][:, :70]], _taps(weight.float()), None)
+
+
 def test_hand_computed_neighbour_counts():
     # all-ones image and filter: each output counts its in-image 3×3 neighbours (4 at corners, 6 on
     # edges, 9 inside) times the 16 input channels, plus the bias
