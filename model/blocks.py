@@ -97,8 +97,9 @@ class SKFusion(nn.Module):
     ``s = a + b``; ``z = fc(avgpool(s))``; per channel, ``(w_a, w_b) = softmax(fc1(z), fc2(z))``;
     output ``conv_out(w_a·a + w_b·b)``, computed in this order by default (the original's). With
     ``lean = True`` (set by :func:`model.inference.optimize_for_inference`) ``avgpool(s)`` is computed as
-    ``avgpool(a) + avgpool(b)`` and the blend is written into ``a``: no full-size temporary at all,
-    equal up to float rounding.
+    ``avgpool(a) + avgpool(b)`` (the caller may pass ``avgpool(a)``) and the blend is written into ``a``
+    as ``a + w_b·(b − a)`` (one pass; ``w_a = 1 − w_b``): no full-size temporary at all, equal up to
+    float rounding.
     """
 
     def __init__(self, channels: int, act: Callable[[], nn.Module]):
@@ -112,18 +113,18 @@ class SKFusion(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.conv_out(self.mix(a, b))
 
-    def mix(self, a: Tensor, b: Tensor) -> Tensor:
+    def mix(self, a: Tensor, b: Tensor, pooled_a: Tensor | None = None) -> Tensor:
         """``w_a·a + w_b·b`` (before ``conv_out``); when ``lean``, computed in place in ``a``, which the
-        caller must own (a temporary it no longer needs)."""
+        caller must own (a temporary it no longer needs), with ``pooled_a`` = ``avgpool(a)`` if given."""
         if self.lean:
-            pooled = global_avg_pool(a) + global_avg_pool(b)
+            pooled = (global_avg_pool(a) if pooled_a is None else pooled_a) + global_avg_pool(b)
         else:
             pooled = global_avg_pool(a + b)
         z = self.fc(pooled).flatten(1)
         weights = torch.softmax(torch.stack([self.fc1(z), self.fc2(z)], 1), dim=1)
         w_a = weights[:, 0, :, None, None]
         w_b = weights[:, 1, :, None, None]
-        return a.mul_(w_a).addcmul_(b, w_b) if self.lean else a * w_a + b * w_b
+        return a.lerp_(b, w_b) if self.lean else a * w_a + b * w_b
 
 
 class UpsampleSK(nn.Module):
@@ -136,7 +137,10 @@ class UpsampleSK(nn.Module):
 
     Each full-size temporary is dropped as soon as it is dead (this is where the keyframe network's
     memory peaks); with a lean ``sk`` (inference) the blend is written into the resized ``x`` and
-    ``sk``'s two stages are called one by one, so the projected skip is freed before ``conv_out``.
+    ``sk``'s two stages are called one by one, so the projected skip is freed before ``conv_out``; when
+    ``x`` is resized by exactly 2 (or not at all), ``sk`` pools ``x`` instead of the resized map: the
+    same mean (a ×2 bilinear resize with ``align_corners=False`` weighs every input pixel equally),
+    read from a quarter of the memory.
     """
 
     def __init__(self, cin: int, skip_in: int, cout: int, act: Callable[[], nn.Module]):
@@ -147,12 +151,13 @@ class UpsampleSK(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         skip = self.bottleneck(skip)
-        x = resize(x, skip.shape[-2:])
         if self.sk.lean:  # blend into x and drop the skip before conv_out: one full-size map less at the peak
-            x = self.sk.mix(x, skip)
+            size = skip.shape[-2:]
+            pooled = global_avg_pool(x) if all(n in (m, 2 * m) for n, m in zip(size, x.shape[-2:])) else None
+            x = self.sk.mix(resize(x, size), skip, pooled)
             del skip
             x = self.sk.conv_out(x)
         else:
-            x = self.sk(x, skip)
+            x = self.sk(resize(x, skip.shape[-2:]), skip)
             del skip
         return self.blend_conv(x)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from model import build_evss, load_checkpoint
-from model.blocks import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize, global_avg_pool, upsample4
+from model.blocks import (IMAGENET_MEAN, IMAGENET_STD, ImageNormalize, UpsampleSK, global_avg_pool, relu, resize,
+                          upsample4)
 from model.fusion import (class_index, coarse_distortion, crop, fuse, fused_op_available, merge_argmax,
                           merge_argmax_pytorch, upsample_argmax, upsample_argmax_pytorch)
 from model.flownet import compute_cropped_deconvolutions, resize_flow
@@ -215,6 +216,32 @@ def test_global_avg_pool_in_both_layouts(dtype, tol):
         rounded = x.to(dtype).double().mean((2, 3), keepdim=True)
         assert (out.double() - rounded).abs().max() <= 2 * tol * rounded.abs().max(), layout
         assert (out.double() - expected).abs().max() <= 3 * tol * expected.abs().max(), layout
+
+
+def test_doubling_resize_keeps_the_mean():
+    # what the lean SK fusion relies on: a ×2 bilinear resize (align_corners=False) weighs each input pixel equally
+    x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    for size in ((10, 14), (5, 14), (10, 7)):
+        assert torch.allclose(resize(x, size).mean((2, 3)), x.mean((2, 3)), rtol=0, atol=1e-14), size
+    assert not torch.allclose(resize(x, (9, 13)).mean((2, 3)), x.mean((2, 3)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("small, size", [((6, 8), (12, 16)), ((5, 7), (9, 13))])  # ×2, and a resize that is not
+def test_lean_upsample_sk_equals_the_original_order(small, size):
+    torch.manual_seed(11)
+    block = UpsampleSK(16, 24, 8, relu).eval()
+    for m in block.modules():  # non-trivial folded-BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+    lean = copy.deepcopy(block)
+    lean.sk.lean = True
+    x, skip = torch.randn(2, 16, *small), torch.randn(2, 24, *size)
+    with torch.no_grad():
+        ref = block(x, skip)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            out = lean(x.contiguous(memory_format=layout), skip.contiguous(memory_format=layout))
+            assert (out - ref).abs().max() <= 1e-5 * ref.abs().max(), layout
 
 
 def test_image_normalize_in_bf16_rounds_once():
