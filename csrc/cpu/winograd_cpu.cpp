@@ -176,9 +176,13 @@ EVSS_ISA_CLONES void transform_output(const S* m, const float* bias, const Geome
 template <typename T, typename S>
 void run_chunks(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias, const Geometry& g,
                 at::Tensor& output) {
-  // at least one chunk per thread: threads that wait cost more than rereading U
-  const int64_t share = (g.tiles() + at::get_num_threads() - 1) / at::get_num_threads();
-  const int64_t per_chunk = std::min(chunk_tiles(g.c, g.k), std::max<int64_t>(8, (share + 7) / 8 * 8));
+  // as many chunks for every thread, at most chunk_tiles each: threads that wait cost more than
+  // rereading U (with 5 chunks on 2 threads, one thread idles for a fifth of the layer)
+  const int64_t threads = at::get_num_threads();
+  const int64_t rounds = std::max<int64_t>(1, (g.tiles() + threads * chunk_tiles(g.c, g.k) - 1) /
+                                                  (threads * chunk_tiles(g.c, g.k)));
+  const int64_t even = (g.tiles() + threads * rounds - 1) / (threads * rounds);
+  const int64_t per_chunk = std::max<int64_t>(8, (even + 7) / 8 * 8);
   const int64_t chunks = (g.tiles() + per_chunk - 1) / per_chunk;
   const std::vector<T> zeros(g.in_c, T(0));
   const T* in = x.const_data_ptr<T>();
