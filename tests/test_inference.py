@@ -303,9 +303,20 @@ def test_benchmark_cli_smoke(tmp_path):
                 "amortised_k10_ms", "lraspp_fp32_ms"):
         assert key in entry, key
     assert "environment" in data and data["threads"] >= 1
-    assert "ratios" in data["resolutions"]["64x128"]["compare"]
+    compare = data["resolutions"]["64x128"]["compare"]
+    for stage, (lo, hi) in compare["ratio_ranges"].items():  # one repeat: the single pair's ratio
+        assert lo == hi == pytest.approx(compare["ratios"][stage]), stage
     assert set(data["resolutions"]["64x128"]["exact"]["faults"]) >= {"key", "nonkey", "fusion"}
     assert "time ratios" in proc.stdout
+
+
+def test_paired_ratio_range_by_hand():
+    from tools.benchmark import paired_ratio_range
+
+    a, b = [10.0, 30.0, 20.0], [5.0, 10.0, 20.0]  # pairs 2x, 3x, 1x; medians 20 / 10 = 2x
+    assert paired_ratio_range(a, b) == [1.0, 3.0]
+    with pytest.raises(ValueError):
+        paired_ratio_range(a, b[:2])
 
 
 FAULTS_SCRIPT = """

@@ -32,7 +32,9 @@ reference timing), ``key_step_ms`` (plus the full-resolution prediction), ``flow
 ``conet_ms``, ``fusion_ms`` (coarse map, merge and argmax up to the full-resolution prediction),
 ``nonkey_ms`` (the whole non-keyframe step: flow, warp, CoNet, fusion), and the amortised per-frame
 cost ``(key_step + (k-1)·nonkey)/k``. The stages take turns inside each repeat, so load changes on the
-machine hit them alike. ``--malloc retain`` (the default) lets glibc keep freed large tensors for the
+machine hit them alike. A comparison (``--compare``, ``--method davss,evss``) gives per stage the ratio of
+the medians (``ratios``) and the range of the per-repeat ratios of the two back-to-back calls
+(``ratio_ranges``, printed in brackets). ``--malloc retain`` (the default) lets glibc keep freed large tensors for the
 next frame (:func:`engine.malloc.retain_freed_memory`; every variant of the run shares the process, so
 ratios stay fair); ``--malloc default`` keeps glibc's thresholds, where each large tensor of each frame
 is page-faulted in again. Each timed call's minor page faults are counted too (``faults``: per stage,
@@ -292,6 +294,14 @@ def _stats(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "spread_pct": 100 * (max(values) - min(values)) / statistics.median(values) if values else 0,
             "runs": [round(v, 2) for v in values]}
+
+
+def paired_ratio_range(a: list[float], b: list[float]) -> list[float]:
+    """``[min, max]`` of ``a[i] / b[i]`` over the repeats: the two calls of repeat ``i`` ran back to back
+    (:func:`time_stages`), so each quotient is one side-by-side measurement. The ratio of the medians
+    always lies in this range; how wide it is tells how much a single pair could have said."""
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    return [min(ratios), max(ratios)]
 
 
 def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.device) -> tuple[dict, dict]:
@@ -591,18 +601,22 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
                     entry["inference_mem_mb"] = mem["peak_mem_mb"] - mem["base_mem_mb"]
         result[name] = entry
     if len(args.method) == 2:
-        a, b = (result[name] for name in runners)
+        first, second = runners
+        a, b = result[first], result[second]
         result["compare_methods"] = {
             "runners": list(runners),
             "ratios": {stage: a[f"{stage}_ms"] / b[f"{stage}_ms"] for stage in SHARED_STAGES},
+            "ratio_ranges": {stage: paired_ratio_range(times[first][stage], times[second][stage])
+                             for stage in SHARED_STAGES},
             "amortised_ratios": {f"k{k}": a[f"amortised_k{k}_ms"] / b[f"amortised_k{k}_ms"] for k in args.ks},
         }
     elif len(variants) == 2:
         a, b = variants
         ra, rb = result[a], result[b]
+        stages = ("key", "key_step", "flownet", "warp", "conet", "fusion", "nonkey")
         result["compare"] = {
-            "ratios": {f"{stage}": ra[f"{stage}_ms"] / rb[f"{stage}_ms"]
-                       for stage in ("key", "key_step", "flownet", "warp", "conet", "fusion", "nonkey")},
+            "ratios": {stage: ra[f"{stage}_ms"] / rb[f"{stage}_ms"] for stage in stages},
+            "ratio_ranges": {stage: paired_ratio_range(times[a][stage], times[b][stage]) for stage in stages},
             "amortised_ratios": {f"k{k}": ra[f"amortised_k{k}_ms"] / rb[f"amortised_k{k}_ms"] for k in args.ks},
             "difference": output_difference(runners[a], runners[b], frames),
         }
@@ -610,6 +624,12 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
             result["compare"]["peak_mem_ratio"] = ra["peak_mem_mb"] / rb["peak_mem_mb"]
             result["compare"]["inference_mem_ratio"] = ra["inference_mem_mb"] / rb["inference_mem_mb"]
     return result
+
+
+def _ratios_text(compare: dict) -> str:
+    """``stage 2.10x (1.95-2.21)``: the ratio of the medians and the range of the paired ratios."""
+    return ", ".join(f"{stage} {ratio:.2f}x ({lo:.2f}-{hi:.2f})"
+                     for (stage, ratio), (lo, hi) in zip(compare["ratios"].items(), compare["ratio_ranges"].values()))
 
 
 def print_table(results: dict, variants, args) -> None:
@@ -642,7 +662,7 @@ def print_table(results: dict, variants, args) -> None:
         if "compare" in res:
             c = res["compare"]
             a, b = variants
-            print(f"{'':>10} {a}/{b} time ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in c["ratios"].items()) +
+            print(f"{'':>10} {a}/{b} time ratios: " + _ratios_text(c) +
                   "; amortised " + ", ".join(f"{k} {v:.2f}x" for k, v in c["amortised_ratios"].items()) +
                   (f"; peak memory {c['peak_mem_ratio']:.2f}x (inference alone {c['inference_mem_ratio']:.2f}x)"
                    if "peak_mem_ratio" in c else ""))
@@ -651,7 +671,7 @@ def print_table(results: dict, variants, args) -> None:
         if "compare_methods" in res:
             c = res["compare_methods"]
             a, b = c["runners"]
-            print(f"{'':>10} {a}/{b} time ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in c["ratios"].items()) +
+            print(f"{'':>10} {a}/{b} time ratios: " + _ratios_text(c) +
                   "; amortised " + ", ".join(f"{k} {v:.2f}x" for k, v in c["amortised_ratios"].items()))
     dl = results.get("data_loading")
     if dl:
