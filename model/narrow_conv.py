@@ -50,7 +50,8 @@ def narrow_conv3x3(x: Tensor | Sequence[Tensor], taps: Tensor, bias: Tensor | No
     for part in parts:
         c = part.shape[1]
         rows = part.permute(0, 2, 3, 1).reshape(-1, c)
-        y = rows @ taps[c0:c0 + c] if y is None else y.addmm_(rows, taps[c0:c0 + c])
+        # addmm with out=y rather than addmm_, which torch.utils.flop_counter does not count
+        y = rows @ taps[c0:c0 + c] if y is None else torch.addmm(y, rows, taps[c0:c0 + c], out=y)
         c0 += c
     y = y.view(b, h, w, 3, 3, k)
     out = y.new_zeros(b, h, w, k) if bias is None else bias.view(1, 1, 1, k).expand(b, h, w, k).contiguous()

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from model import build_evss
 from model.inference import optimize_for_inference
@@ -46,8 +47,10 @@ def test_parts_of_a_concatenation_match_float64_convolution_of_the_whole(split):
     ref = F.conv2d(torch.cat(parts, 1), weight, bias, padding=1)
     inputs = [p.float().contiguous(memory_format=torch.channels_last) for p in parts]
     inputs[-1] = inputs[-1].contiguous()  # a part in the NCHW layout is read as well (through a copy)
-    out = narrow_conv3x3(inputs, _taps(weight.float()), bias.float())
+    with FlopCounterMode(display=False) as flops:
+        out = narrow_conv3x3(inputs, _taps(weight.float()), bias.float())
     assert (out.double() - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+    assert flops.get_total_flops() == 2 * 2 * 11 * 14 * 74 * 9 * 2  # the direct convolution's, as the benchmark counts
     conv = nn.Conv2d(74, 2, 3, padding=1).double().requires_grad_(False)
     conv.weight.copy_(weight)
     conv.bias.copy_(bias)
