@@ -34,6 +34,11 @@ def test_davss_and_evss_interleaved_give_every_key(tmp_path):
     # the non-keyframe step's convolutions are FlowNet's, DMNet's and CFNet's (warp and resizes count 0)
     gf = davss["gflops"]
     assert gf["nonkey"] == pytest.approx(gf["flownet"] + gf["dmnet"] + gf["cfnet"], rel=1e-9)
+    peaks = data["conv_peak_gflop_per_s"]  # measured in the run; both networks run in float32
+    assert set(peaks) == {"float32", "bfloat16"} and min(peaks.values()) > 0
+    for entry in (davss, evss):
+        for stage, rate in entry["gflop_per_s"].items():
+            assert entry["pct_of_conv_peak"][stage] == pytest.approx(100 * rate / peaks["float32"]), stage
     assert davss["peak_mem_mb"] > 0 and evss["peak_mem_mb"] > 0   # the peak-memory worker builds DAVSS too
     assert "conet_ms" in evss and "dmnet_ms" not in evss
     c = res["compare_methods"]

@@ -59,7 +59,10 @@ returning every large tensor when it is freed (the live memory, whatever ``--mal
 the same process once the model and inputs are loaded (torch alone holds ~0.6 GB of RSS on CPU) and
 ``inference_mem_mb`` their difference, the memory inference itself needs (the peak counter is restarted
 at the base). GFLOPs per module come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions
-and matrix products, 2 FLOPs per multiply-add); achieved GFLOP/s = GFLOPs / median time. Data loading
+and matrix products, 2 FLOPs per multiply-add); achieved GFLOP/s = GFLOPs / median time, also given as a
+percentage of the conv peak, the rate of a 128→128 3×3 convolution at 256×512 in the variant's precision
+measured at the start of the run (``conv_peak_gflop_per_s``; FLOPs are those of the direct convolutions,
+so layers that multiply less, Winograd's, can pass 100 %). Data loading
 (decoding a PNG of the resolution) is timed on its own and never inside the model timings.
 """
 from __future__ import annotations
@@ -83,6 +86,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.atomic import atomic_write_json  # noqa: E402
 from engine.environment import collect_env  # noqa: E402
 from engine.malloc import retain_freed_memory  # noqa: E402
 from model import build_davss, build_evss, load_checkpoint  # noqa: E402
@@ -321,6 +325,35 @@ def time_stages(fns_by_runner: dict, repeats: int, warmup: int, device: torch.de
                             times[name][stage].append(t)
                             faults[name][stage].append(_minor_faults() - before)
     return times, faults
+
+
+#: The reference layer of the peak rates (issue 11's): a 128→128 3×3 convolution of a 256×512 map, batch 1,
+#: ``channels_last``, run by the backend's direct convolution (oneDNN on CPU, cuDNN on CUDA).
+PEAK_LAYER = {"channels": 128, "size": (256, 512)}
+
+
+def measure_conv_peaks(device: torch.device, repeats: int) -> dict:
+    """GFLOP/s of :data:`PEAK_LAYER` in float32 and bfloat16 (medians of ``repeats`` calls after one
+    warm-up): the practical peak each variant's achieved rate is set against, measured in the same run
+    (issue 11's reference CPU, with AMX: 295 and 1370; a Zen 4 with AVX512-BF16 and no AMX: ~200 and ~450)."""
+    c, (h, w) = PEAK_LAYER["channels"], PEAK_LAYER["size"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, c, h, w, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    weight = (torch.randn(c, c, 3, 3, generator=gen) / (3 * c ** 0.5)).to(device)
+    gflop = 2 * h * w * c * c * 9 / 1e9
+    peaks = {}
+    with torch.no_grad():
+        for dtype in (torch.float32, torch.bfloat16):
+            xd, wd = x.to(dtype), weight.to(dtype).contiguous(memory_format=torch.channels_last)
+            times = [_timed(lambda: torch.nn.functional.conv2d(xd, wd, padding=1), device)
+                     for _ in range(repeats + 1)][1:]
+            peaks[str(dtype).removeprefix("torch.")] = gflop / (statistics.median(times) / 1e3)
+    return peaks
+
+
+def variant_dtype(name: str) -> str:
+    """The precision a runner's convolutions run in: bfloat16 for the fast variants, else float32."""
+    return "bfloat16" if VARIANT_OPTIONS.get(name, {}).get("fast") else "float32"
 
 
 def count_gflops(r: Runner | DAVSSRunner, frames: list[torch.Tensor]) -> dict:
@@ -571,7 +604,7 @@ def build_runners(variants: list[str], args, device: torch.device) -> tuple[dict
     return runners, nets
 
 
-def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
+def run_resolution(res, variants, args, device, lraspp: bool, conv_peaks: dict | None = None) -> dict:
     h, w = res
     runners, nets = build_runners(variants, args, device)
     frames = make_frames(args.batch, h, w, device)
@@ -594,6 +627,10 @@ def run_resolution(res, variants, args, device, lraspp: bool) -> dict:
                 entry["gflops"] = gf
                 entry["gflop_per_s"] = {stage: gf[stage] / (entry[f"{stage}_ms"] / 1e3)
                                         for stage in gf if entry.get(f"{stage}_ms")}
+                if conv_peaks:
+                    peak = conv_peaks[variant_dtype(name)]
+                    entry["pct_of_conv_peak"] = {stage: 100 * rate / peak
+                                                 for stage, rate in entry["gflop_per_s"].items()}
             if not args.no_memory:
                 mem = measure_peak_memory(name, res, args, nets[name]) or {"peak_mem_mb": None}
                 entry.update(mem)
@@ -656,8 +693,9 @@ def print_table(results: dict, variants, args) -> None:
                       ", ".join(f"{s} {round(n)}" for s, n in e["faults"].items()))
         for name, e in res.items():
             if not name.startswith("compare") and "gflops" in e:
-                gf = ", ".join(f"{s} {e['gflops'][s]:.1f} GFLOP @ {e['gflop_per_s'].get(s, 0):.0f} GFLOP/s"
-                               for s in e["gflops"])
+                pct = e.get("pct_of_conv_peak", {})
+                gf = ", ".join(f"{s} {e['gflops'][s]:.1f} GFLOP @ {e['gflop_per_s'].get(s, 0):.0f} GFLOP/s" +
+                               (f" ({pct[s]:.0f} %)" if s in pct else "") for s in e["gflops"])
                 print(f"{'':>10} {name:>13} {gf}")
         if "compare" in res:
             c = res["compare"]
@@ -673,6 +711,12 @@ def print_table(results: dict, variants, args) -> None:
             a, b = c["runners"]
             print(f"{'':>10} {a}/{b} time ratios: " + _ratios_text(c) +
                   "; amortised " + ", ".join(f"{k} {v:.2f}x" for k, v in c["amortised_ratios"].items()))
+    peaks = results.get("conv_peak_gflop_per_s")
+    if peaks:
+        print(f"(%: of the conv peak in the variant's precision: a {PEAK_LAYER['channels']}->{PEAK_LAYER['channels']} "
+              f"3x3 convolution at {PEAK_LAYER['size'][0]}x{PEAK_LAYER['size'][1]} runs at "
+              f"{peaks['float32']:.0f} GFLOP/s float32, {peaks['bfloat16']:.0f} bfloat16 here; "
+              "FLOPs are the direct convolutions', so Winograd layers can pass 100 %)")
     dl = results.get("data_loading")
     if dl:
         print("data loading (not in the model timings): " +
@@ -729,13 +773,16 @@ def main(argv=None) -> int:
         res = fast_accuracy(args)
         print(json.dumps(res, indent=1))
         if args.json:
-            _write(args.json, {"environment": collect_env(), "fast_accuracy": res})
+            atomic_write_json({"environment": collect_env(), "fast_accuracy": res}, args.json)
         return 0
 
     variants = list(args.compare) if args.compare else [args.variant]
     results = {"environment": collect_env(), "malloc": malloc, "threads": torch.get_num_threads(), "batch": args.batch,
                "device": args.device, "repeats": args.repeats, "warmup": args.warmup,
                "variants": variants, "weights": args.weights, "resolutions": {}, "data_loading": {}}
+    conv_peaks = None if args.no_flops else measure_conv_peaks(device, max(3, args.repeats))
+    if conv_peaks:
+        results["conv_peak_gflop_per_s"] = conv_peaks
     if "davss" in args.method:
         results.update(methods=args.method, davss_keyframe=args.keyframe,
                        davss_weights=args.weights if os.path.isfile(args.weights) else "random")
@@ -745,7 +792,7 @@ def main(argv=None) -> int:
     for res in args.resolutions:
         key = f"{res[0]}x{res[1]}"
         print(f"[benchmark] {key}: {', '.join(names)}" + (" + lraspp" if args.baseline else ""), flush=True)
-        results["resolutions"][key] = run_resolution(res, variants, args, device, args.baseline == "lraspp")
+        results["resolutions"][key] = run_resolution(res, variants, args, device, args.baseline == "lraspp", conv_peaks)
         results["data_loading"][key] = time_data_loading(res[0], res[1], max(1, args.repeats))
         # the schema's flat keys, for the first runner
         results[key] = {k: v for k, v in results["resolutions"][key][names[0]].items() if k != "spread"}
@@ -755,18 +802,10 @@ def main(argv=None) -> int:
             results[key]["amortised_k10_vs_lraspp_fp32"] = (results[key]["amortised_k10_ms"] /
                                                            results[key]["lraspp_fp32_ms"]) if 10 in args.ks else None
     if args.json:
-        _write(args.json, results)
+        atomic_write_json(results, args.json)
         print(f"[benchmark] wrote {args.json}")
     print_table(results, variants, args)
     return 0
-
-
-def _write(path: Path, obj) -> None:
-    try:
-        from engine.atomic import atomic_write_json
-        atomic_write_json(obj, path)
-    except ImportError:
-        path.write_text(json.dumps(obj, indent=1))
 
 
 if __name__ == "__main__":
