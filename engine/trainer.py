@@ -87,6 +87,17 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names the iteration, the samples and the last checkpoint."""
 
 
+def encoder_decoder_param_groups(model: nn.Module, optim: Mapping[str, Any]) -> list[dict]:
+    """Two optimizer groups for a model with ``encoder_parameters()`` and ``decoder_parameters()`` (a
+    pretrained backbone and a new head): the encoder's learning rate and weight decay are the
+    ``optim`` ones scaled by ``optim["backbone_factor"]``, the decoder's are unscaled."""
+    f = float(optim["backbone_factor"])
+    return [{"params": model.encoder_parameters(), "lr": optim["lr"] * f, "weight_decay": optim["weight_decay"] * f,
+             "name": "encoder"},
+            {"params": model.decoder_parameters(), "lr": optim["lr"], "weight_decay": optim["weight_decay"],
+             "name": "decoder"}]
+
+
 class Stage:
     """What a training stage supplies; subclass and override."""
 

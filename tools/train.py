@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from engine import distributed as ddp
 from engine.config import ConfigError, build_config
-from engine.trainer import TRAINER_DEFAULTS, Stage, Trainer
+from engine.trainer import TRAINER_DEFAULTS, Stage, Trainer, encoder_decoder_param_groups
 from tools.train_davss import DAVSS_STAGE_DEFAULTS, DAVSSDMNetStage, DAVSSStage
 from tools.train_temporal import ETC_DEFAULTS, RECURRENT_DEFAULTS, ETCObjective, RecurrentStage
 
@@ -206,12 +206,7 @@ class CSRNetStage(Stage):
         return net
 
     def param_groups(self, model: nn.Module) -> list[dict]:
-        o = self.cfg["optim"]
-        f = float(o["backbone_factor"])
-        return [{"params": model.encoder_parameters(), "lr": o["lr"] * f, "weight_decay": o["weight_decay"] * f,
-                 "name": "encoder"},
-                {"params": model.decoder_parameters(), "lr": o["lr"], "weight_decay": o["weight_decay"],
-                 "name": "decoder"}]
+        return encoder_decoder_param_groups(model, self.cfg["optim"])
 
     def train_dataset(self):
         offsets = self.cfg["data"]["offsets"]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from engine.config import ConfigError
-from engine.trainer import Stage
+from engine.trainer import Stage, encoder_decoder_param_groups
 
 log = logging.getLogger("evss.train")
 
@@ -266,12 +266,7 @@ class RecurrentStage(Stage):
         return net
 
     def param_groups(self, model: nn.Module) -> list[dict]:
-        o = self.cfg["optim"]
-        f = float(o["backbone_factor"])
-        return [{"params": model.encoder_parameters(), "lr": o["lr"] * f, "weight_decay": o["weight_decay"] * f,
-                 "name": "encoder"},
-                {"params": model.decoder_parameters(), "lr": o["lr"], "weight_decay": o["weight_decay"],
-                 "name": "decoder"}]
+        return encoder_decoder_param_groups(model, self.cfg["optim"])
 
     def train_dataset(self):
         return training_windows(self.cfg, int(self.cfg["recurrent"]["window"]))
