@@ -34,10 +34,10 @@ reference timing), ``key_step_ms`` (plus the full-resolution prediction), ``flow
 cost ``(key_step + (k-1)·nonkey)/k``. The stages take turns inside each repeat, so load changes on the
 machine hit them alike. A comparison (``--compare``, ``--method davss,evss``) gives per stage the ratio of
 the medians (``ratios``) and the range of the per-repeat ratios of the two back-to-back calls
-(``ratio_ranges``, printed in brackets). ``--malloc retain`` (the default) lets glibc keep freed large tensors for the
-next frame (:func:`engine.malloc.retain_freed_memory`; every variant of the run shares the process, so
-ratios stay fair); ``--malloc default`` keeps glibc's thresholds, where each large tensor of each frame
-is page-faulted in again. Each timed call's minor page faults are counted too (``faults``: per stage,
+(``ratio_ranges``, printed in brackets). ``--malloc retain`` (the default) lets glibc keep freed large
+tensors for the next frame (:func:`engine.malloc.retain_freed_memory`; every variant of the run shares
+the process, so ratios stay fair); ``--malloc default`` keeps glibc's thresholds, where each large tensor
+of each frame is page-faulted in again. Each timed call's minor page faults are counted too (``faults``: per stage,
 the median per call; printed below the table): a stage whose tensors come from fresh pages rather than
 the reused heap pays ~0.3 ms per MB, so they tell such a cost from other swings between runs (the
 original's bandwidth-bound full-resolution fusion took 280–450 ms in runs without a single fault).
