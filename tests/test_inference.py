@@ -163,10 +163,11 @@ def test_fold_batchnorm_equals_unfolded(net):
         assert (ua - ub).abs().max() <= 1e-4 * max(1.0, ua.abs().max().item())
 
 
-@pytest.mark.parametrize("size", [(64, 96), (50, 70)])  # odd maps inside FlowNet (its 5×5/2 Winograd layers)
-def test_optimized_stream_matches_reference(net, size):
+# odd maps inside FlowNet (its 5×5/2 Winograd layers), and a batch of two
+@pytest.mark.parametrize("batch, size", [(1, (64, 96)), (1, (50, 70)), (2, (50, 70))])
+def test_optimized_stream_matches_reference(net, batch, size):
     g = torch.Generator().manual_seed(1)
-    frames = [torch.rand(1, 3, *size, generator=g) for _ in range(3)]
+    frames = [torch.rand(batch, 3, *size, generator=g) for _ in range(3)]
     ref_stream = net.stream()
     ref = [ref_stream.step(f, keyframe=(i == 0)) for i, f in enumerate(frames)]
     for stream in (net.stream(pred_only=True), optimize_for_inference(net).stream()):
