@@ -94,11 +94,12 @@ TORCH_LIBRARY(evss, m) {
         "int out_h, int out_w) -> Tensor");
   // argmax over classes of bilinear x4 upsampled logits (B, C, h, w) -> int64 (B, out_h, out_w).
   m.def("upsample_argmax(Tensor logits_q, int out_h, int out_w) -> Tensor");
-  // 3x3 convolution, stride 1, padding 1, by Winograd F(4x4, 3x3) (csrc/cpu/winograd_cpu.cpp; CPU only,
-  // model/winograd.py uses F.conv2d elsewhere): input (B, C, H, W) float32/bfloat16, weight_winograd
-  // (36, C, K) float32/bfloat16 = G g G^T of the (K, C, 3, 3) filter (its dtype is the matrix products'
-  // precision), bias (K) -> (B, K, H, W) channels_last.  space_to_depth = s convolves the input's
-  // space-to-depth rearrangement (phase-major channels, weight (36, s*s*C, K)) -> (B, K, ceil(H/s), ceil(W/s)).
+  // 3x3 convolution, stride 1, padding 1, by Winograd F(4x4, 3x3) or F(6x6, 3x3) (csrc/cpu/winograd_cpu.cpp;
+  // CPU only, model/winograd.py uses F.conv2d elsewhere): input (B, C, H, W) float32/bfloat16,
+  // weight_winograd (36 or 64 points, C, K) float32/bfloat16 = G g G^T of the (K, C, 3, 3) filter (its
+  // points name the form, its dtype the matrix products' precision), bias (K) -> (B, K, H, W)
+  // channels_last.  space_to_depth = s convolves the input's space-to-depth rearrangement (phase-major
+  // channels, weight (points, s*s*C, K)) -> (B, K, ceil(H/s), ceil(W/s)).
   m.def("winograd_conv3x3(Tensor input, Tensor weight_winograd, Tensor? bias, int space_to_depth=1) -> Tensor");
   // Build information: whether the CUDA kernels were compiled into this library.
   m.def("_cuda_compiled() -> bool", &evss::cuda_compiled);

@@ -1,5 +1,5 @@
-"""Winograd F(4×4, 3×3) convolutions: the operator and its PyTorch twin against a float64 direct
-convolution, hand-computed cases, registration (opcheck), and the optimised network against the
+"""Winograd F(4×4, 3×3) and F(6×6, 3×3) convolutions: the operator and its PyTorch twin against a float64
+direct convolution, hand-computed cases, registration (opcheck), and the optimised network against the
 original's golden outputs."""
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from torch import nn
 
 from model import build_evss, load_checkpoint
 from model.inference import optimize_for_inference, use_winograd
-from model.winograd import (WinogradConv2d, is_winograd_eligible, space_to_depth_filter, winograd_conv3x3,
-                            winograd_conv3x3_pytorch, winograd_op_available, winograd_weight)
+from model.winograd import (F6_MAX_CHANNEL_PAIRS, WinogradConv2d, default_tile, is_winograd_eligible,
+                            space_to_depth_filter, winograd_conv3x3, winograd_conv3x3_pytorch, winograd_op_available,
+                            winograd_tile, winograd_weight)
 
 needs_op = pytest.mark.skipif(not winograd_op_available(), reason="compiled extension (model._C) not built")
 BACKENDS = ["pytorch", pytest.param("compiled", marks=needs_op)]
+TILES = [4, 6]
 
 
 def _conv(backend, x, u, bias, space_to_depth=1):
@@ -30,22 +32,25 @@ def _case(b, c, k, h, w, seed):
     return x, weight, torch.randn(k, generator=g, dtype=torch.float64)
 
 
-# (b, c, k, h, w): tile borders (H, W not multiples of 4), a single pixel, thin and wide layers,
+# (b, c, k, h, w): tile borders (H, W not multiples of 4 or 6), a single pixel, thin and wide layers,
 # channel counts that are not multiples of the kernel's channel block, batches.
 SHAPES = [(1, 16, 16, 8, 8), (2, 19, 33, 13, 7), (1, 3, 5, 1, 1), (1, 70, 64, 5, 22), (3, 128, 96, 9, 10)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_matches_float64_direct_convolution(backend, shape):
+def test_matches_float64_direct_convolution(backend, tile, shape):
     x, weight, bias = _case(*shape, seed=sum(shape))
     ref = F.conv2d(x, weight, bias, padding=1)
     direct = F.conv2d(x.float(), weight.float(), bias.float(), padding=1)
-    out = _conv(backend, x.float().contiguous(memory_format=torch.channels_last), winograd_weight(weight), bias.float())
+    u = winograd_weight(weight, tile=tile)
+    assert u.shape == ((tile + 2) ** 2, shape[1], shape[2]) and winograd_tile(u) == tile
+    out = _conv(backend, x.float().contiguous(memory_format=torch.channels_last), u, bias.float())
     assert out.shape == ref.shape and out.dtype == torch.float32
     scale = ref.abs().max().item()
-    # F(4×4, 3×3) rounding: ~10–40× the direct convolution's, ~1e-6 of the output's magnitude
-    assert (out.double() - ref).abs().max() <= 2e-5 * scale
+    # F(4×4, 3×3) rounding: ~10–40× the direct convolution's, ~1e-6 of the output's magnitude; F(6×6) ~2× that
+    assert (out.double() - ref).abs().max() <= (2e-5 if tile == 4 else 4e-5) * scale
     assert (direct.double() - ref).abs().max() <= 2e-6 * scale  # the yardstick itself
 
 
@@ -61,15 +66,16 @@ SHAPES_5X5 = [(1, 24, 48, 16, 32), (2, 19, 21, 13, 7), (1, 3, 4, 1, 1), (1, 70, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("shape", SHAPES_5X5)
-def test_5x5_stride2_matches_float64_direct_convolution(backend, shape):
+def test_5x5_stride2_matches_float64_direct_convolution(backend, tile, shape):
     x, weight, bias = _case5(*shape, seed=sum(shape))
     ref = F.conv2d(x, weight, bias, stride=2, padding=2)
-    u = winograd_weight(space_to_depth_filter(weight))
-    assert u.shape == (36, 4 * shape[1], shape[2])
+    u = winograd_weight(space_to_depth_filter(weight), tile=tile)
+    assert u.shape == ((tile + 2) ** 2, 4 * shape[1], shape[2])
     out = _conv(backend, x.float().contiguous(memory_format=torch.channels_last), u, bias.float(), 2)
     assert out.shape == ref.shape and out.dtype == torch.float32
-    assert (out.double() - ref).abs().max() <= 2e-5 * ref.abs().max().item()
+    assert (out.double() - ref).abs().max() <= (2e-5 if tile == 4 else 4e-5) * ref.abs().max().item()
 
 
 def test_space_to_depth_filter_hand_computed():
@@ -86,14 +92,15 @@ def test_space_to_depth_filter_hand_computed():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_hand_computed_neighbour_counts(backend):
+@pytest.mark.parametrize("tile", TILES)
+def test_hand_computed_neighbour_counts(backend, tile):
     # all-ones image and filter: each output counts its in-image 3×3 neighbours (4 at corners, 6 on
-    # edges, 9 inside), plus the bias; a 6×5 map has two tile rows and a partial tile column
-    x = torch.ones(1, 2, 6, 5)
-    u = winograd_weight(torch.ones(1, 2, 3, 3))
-    rows = torch.tensor([2.0, 3, 3, 3, 3, 2])
+    # edges, 9 inside), plus the bias; a 7×5 map has partial tiles in both directions for either tile
+    x = torch.ones(1, 2, 7, 5)
+    u = winograd_weight(torch.ones(1, 2, 3, 3), tile=tile)
+    rows = torch.tensor([2.0, 3, 3, 3, 3, 3, 2])
     cols = torch.tensor([2.0, 3, 3, 3, 2])
-    expected = (2 * rows[:, None] * cols[None, :] + 0.5).view(1, 1, 6, 5)
+    expected = (2 * rows[:, None] * cols[None, :] + 0.5).view(1, 1, 7, 5)
     out = _conv(backend, x, u, torch.tensor([0.5]))
     assert torch.allclose(out, expected, rtol=0, atol=1e-5)
 
@@ -142,10 +149,14 @@ def test_opcheck_and_errors():
     torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x.bfloat16(), u.bfloat16(), bias))
     u5 = winograd_weight(space_to_depth_filter(torch.randn(4, 8, 5, 5)))
     torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u5, bias, 2))
-    with pytest.raises(RuntimeError, match=r"\(36, C, K\) with C = 32"):
+    u6 = winograd_weight(weight, tile=6)
+    torch.library.opcheck(torch.ops.evss.winograd_conv3x3.default, (x, u6, bias))
+    with pytest.raises(RuntimeError, match=r"\(36 or 64, C, K\) with C = 32"):
         torch.ops.evss.winograd_conv3x3(x, u, bias, 2)
-    with pytest.raises(RuntimeError, match=r"\(36, C, K\)"):
+    with pytest.raises(RuntimeError, match=r"\(36 or 64, C, K\)"):
         torch.ops.evss.winograd_conv3x3(x, u[:, :4], bias)
+    with pytest.raises(RuntimeError, match=r"\(36 or 64, C, K\)"):
+        torch.ops.evss.winograd_conv3x3(x, u[:25], bias)
     with pytest.raises(RuntimeError, match="space_to_depth"):
         torch.ops.evss.winograd_conv3x3(x, u, bias, 0)
     with pytest.raises(RuntimeError, match="bias"):
@@ -156,6 +167,10 @@ def test_opcheck_and_errors():
         torch.ops.evss.winograd_conv3x3(x, u.double(), bias)
     with pytest.raises(ValueError, match="dtype"):
         winograd_weight(weight, torch.float16)
+    with pytest.raises(ValueError, match="tile"):
+        winograd_weight(weight, tile=5)
+    with pytest.raises(ValueError, match="25 points"):
+        winograd_tile(u[:25])
 
 
 @needs_op
@@ -206,6 +221,20 @@ def test_module_eligibility_and_fallbacks():
     assert torch.equal(WinogradConv2d(conv5)(x), conv5(x))
 
 
+def test_default_tile():
+    # F(6×6, 3×3) for float32 products on layers with at most 128² channel pairs (4C for a 5×5/2 layer)
+    assert F6_MAX_CHANNEL_PAIRS == 128 * 128
+    assert default_tile(nn.Conv2d(128, 128, 3, padding=1)) == 6
+    assert default_tile(nn.Conv2d(128, 129, 3, padding=1)) == 4
+    assert default_tile(nn.Conv2d(128, 128, 3, padding=1), torch.bfloat16) == 4  # twice the bf16 rounding
+    assert default_tile(nn.Conv2d(24, 48, 5, stride=2, padding=2)) == 6  # 96·48 pairs
+    assert default_tile(nn.Conv2d(48, 96, 5, stride=2, padding=2)) == 4  # 192·96 pairs
+    conv = nn.Conv2d(16, 16, 3, padding=1).requires_grad_(False)
+    assert winograd_tile(WinogradConv2d(conv).weight_winograd) == 6
+    assert winograd_tile(WinogradConv2d(conv, tile=4).weight_winograd) == 4
+    assert "F(6x6, 3x3)" in repr(WinogradConv2d(conv))
+
+
 @needs_op
 def test_optimize_for_inference_uses_winograd_on_cpu(make_weights):
     net = build_evss(19).eval()
@@ -217,6 +246,9 @@ def test_optimize_for_inference_uses_winograd_on_cpu(make_weights):
     # the widest six stay direct: four 512², one 384², one 896·128
     assert use_winograd(direct.net, max_channel_pairs=256 * 256) == len(layers) - 6
     assert all(m.weight_winograd.dtype == torch.float32 for m in layers)
+    tiles = [winograd_tile(m.weight_winograd) for m in layers]
+    assert tiles.count(6) == sum(default_tile(m) == 6 for m in layers) > 10 and 4 in tiles
+    assert all(winograd_tile(m.weight_winograd) == 4 for m in fast.modules() if isinstance(m, WinogradConv2d))
     # the fast mode: bf16 weights, bf16 transformed filters of those bf16 weights, bf16 maps out
     conv = next(m for m in fast.modules() if isinstance(m, WinogradConv2d))
     assert conv.weight.dtype == torch.bfloat16 and conv.weight_winograd.dtype == torch.bfloat16
