@@ -20,11 +20,12 @@ What changes against ``net.stream()`` (the reference path, which is kept as it i
 * ``winograd`` (CPU): the 3×3 stride-1 convolutions with at least 16 channels in and out, and the
   5×5 stride-2 ones (FlowNet's conv2 and conv3, as 3×3 convolutions of the space-to-depth
   rearranged input) run as Winograd F(4×4, 3×3) (:mod:`model.winograd`,
-  ``torch.ops.evss.winograd_conv3x3``) in float32: 81 % of the keyframe network's FLOPs, 63 % of
-  CoNet's, 55 % of FlowNet's, with a quarter of the multiplications (5×5: 36 %), about 2× faster per
-  layer than a direct fp32 convolution and as fast as a bf16 one, rounding ~10–40× a direct fp32
-  convolution's (still ~1e-6 of the output's magnitude). Off for networks on a GPU (cuDNN chooses its
-  own algorithms).
+  ``torch.ops.evss.winograd_conv3x3``) in float32, F(6×6, 3×3) on the layers with at most 128²
+  channel pairs (:func:`model.winograd.default_tile`): 81 % of the keyframe network's FLOPs, 63 % of
+  CoNet's, 55 % of FlowNet's, with a quarter of the multiplications or less (5×5: 36 %), about 2×
+  faster per layer than a direct fp32 convolution and as fast as a bf16 one, rounding ~10–80× a
+  direct fp32 convolution's (still ~1e-6 of the output's magnitude). Off for networks on a GPU (cuDNN
+  chooses its own algorithms).
 * (CPU, float32) the 3×3 convolutions with at most four output channels (the flow and edge heads) run
   as one matrix product and nine shifted sums (:mod:`model.narrow_conv`): oneDNN's direct kernel has
   too little output to vectorise over.
@@ -112,8 +113,8 @@ def fold_batchnorm(module: nn.Module) -> int:
 def use_winograd(module: nn.Module, max_channel_pairs: int | None = None,
                  products: torch.dtype = torch.float32) -> int:
     """Replace every eligible convolution of ``module`` (:func:`model.winograd.is_winograd_eligible`)
-    by a :class:`model.winograd.WinogradConv2d` whose matrix products run in ``products``, in place;
-    returns how many. To keep the widest layers direct (less memory):
+    by a :class:`model.winograd.WinogradConv2d` whose matrix products run in ``products`` (its tile:
+    :func:`model.winograd.default_tile`), in place; returns how many. To keep the widest layers direct (less memory):
     ``optimize_for_inference(net, winograd=False)``, then
     ``use_winograd(fast_net.net, max_channel_pairs=256 * 256)``."""
     return _replace(module, lambda m: is_winograd_eligible(m, max_channel_pairs=max_channel_pairs),
@@ -265,9 +266,10 @@ def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: 
 
     ``fast=True`` selects the fast mode (bf16 weights and activations). ``winograd`` (default: on for a
     network on the CPU when the compiled operator is loaded) runs the eligible convolutions (3×3, and
-    5×5 with stride 2) as Winograd F(4×4, 3×3), with matrix products in ``winograd_products`` (default: bf16 in the fast
-    mode, else fp32). ``nonkey_scale < 1`` runs FlowNet and CoNet on non-keyframes resized by that
-    factor (an accuracy trade; see the module docstring).
+    5×5 with stride 2) as Winograd F(4×4, 3×3) or F(6×6, 3×3) (:func:`model.winograd.default_tile`), with
+    matrix products in ``winograd_products`` (default: bf16 in the fast mode, else fp32).
+    ``nonkey_scale < 1`` runs FlowNet and CoNet on non-keyframes resized by that factor (an accuracy
+    trade; see the module docstring).
     """
     if not inplace:
         net = copy.deepcopy(net)

@@ -16,8 +16,8 @@ Variants (``--variant``, ``--compare A B``):
     blend) then the argmax.
 ``exact``
     :func:`model.inference.optimize_for_inference`: BatchNorm folded, ``channels_last``, the fused
-    merge-argmax operator, Winograd F(4×4, 3×3) for the 3×3 and 5×5/2 convolutions on CPU; fp32, same
-    numbers to float rounding. ``exact-direct`` is the same with oneDNN's direct convolutions
+    merge-argmax operator, Winograd F(4×4, 3×3) and F(6×6, 3×3) for the 3×3 and 5×5/2 convolutions on
+    CPU; fp32, same numbers to float rounding. ``exact-direct`` is the same with oneDNN's direct convolutions
     (``winograd=False``).
 ``fast``
     the fast mode, ``optimize_for_inference(net, fast=True)``: ``exact`` with bf16 weights and
