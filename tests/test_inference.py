@@ -311,6 +311,26 @@ def test_benchmark_cli_smoke(tmp_path):
     assert "time ratios" in proc.stdout
 
 
+@pytest.mark.parametrize("variant", ["original", "exact"])
+def test_benchmark_nonkey_stage_is_the_streams_step(net, variant):
+    # the timed non-keyframe step starts from the state a keyframe leaves and runs the stream's own step
+    from tools.benchmark import Runner
+
+    frames = [torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(s)) for s in (11, 12)]
+    runner = Runner(variant, net, torch.device("cpu"))
+    nonkey = runner.stage_functions(frames)["nonkey"]
+    stream = (net if variant == "original" else runner.model).stream()
+    with torch.no_grad():
+        stream.step(frames[0], keyframe=True)
+        expected = stream.step(frames[1])
+        out = nonkey()
+    assert torch.equal(out["warped"], expected["warped"])
+    if variant == "original":
+        assert torch.equal(out["logits"], expected["logits"])
+    else:
+        assert torch.equal(out["pred"], expected["pred"])
+
+
 def test_paired_ratio_range_by_hand():
     from tools.benchmark import paired_ratio_range
 

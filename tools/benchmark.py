@@ -91,7 +91,7 @@ from engine.environment import collect_env  # noqa: E402
 from engine.malloc import retain_freed_memory  # noqa: E402
 from model import build_davss, build_evss, load_checkpoint  # noqa: E402
 from model.davss import KEYFRAME_NETWORKS  # noqa: E402
-from model.fusion import coarse_distortion, crop, fuse, merge_argmax  # noqa: E402
+from model.fusion import class_index, coarse_distortion, crop, fuse, merge_argmax  # noqa: E402
 from model.inference import optimize_for_inference  # noqa: E402
 from model.warp import warp  # noqa: E402
 
@@ -197,10 +197,11 @@ class Runner:
             return crop(fused.logits, size).argmax(1)
         return merge_argmax(warped, update, edge, dm_coarse, self.wf, size)
 
-    def set_state(self, key_logits, previous):
-        """Put the stream right after a keyframe (so every timed non-keyframe step is alike)."""
+    def set_state(self, key_logits, key_pred, previous):
+        """Put the stream right after a keyframe (so every timed non-keyframe step is alike); the
+        keyframe's class map ``key_pred`` belongs to the keyframe step, as in the stream."""
         self.stream.features = key_logits
-        self.stream.key_pred = key_logits.argmax(1, keepdim=True)
+        self.stream.key_pred = key_pred
         self.stream.previous = previous
 
     def stage_functions(self, frames: list[torch.Tensor]) -> dict:
@@ -208,7 +209,7 @@ class Runner:
         f0, f1 = (self.prepare(f) for f in frames[:2])
         with torch.no_grad():
             key = self.keyframe(f0)
-            key_pred = key.argmax(1, keepdim=True)
+            key_pred = class_index(key)
             flow = self.flow(f1, f0)
             warped = warp(key, flow)
             edge, update = self.conet(f1, warped)
@@ -218,7 +219,7 @@ class Runner:
             return self.stream.step(frames[0], keyframe=True)
 
         def nonkey():
-            self.set_state(key, f0 if self.name != "original" else frames[0])
+            self.set_state(key, key_pred, f0 if self.name != "original" else frames[0])
             return self.stream.step(frames[1])
 
         with torch.no_grad():
