@@ -331,6 +331,18 @@ def test_benchmark_nonkey_stage_is_the_streams_step(net, variant):
         assert torch.equal(out["pred"], expected["pred"])
 
 
+def test_benchmark_variant_names():
+    from tools.benchmark import VARIANT_OPTIONS, variant_options
+
+    assert variant_options("fast") == {"fast": True} and variant_options("exact") == {}
+    assert variant_options("fast@0.75") == {"fast": True, "nonkey_scale": 0.75}
+    assert variant_options("exact-direct@0.5") == {"winograd": False, "nonkey_scale": 0.5}
+    assert "nonkey_scale" not in VARIANT_OPTIONS["fast"]  # the table is not changed by a lookup
+    for bad in ("fastest", "original@0.5", "fast@1", "fast@0", "fast@x", "fast@"):
+        with pytest.raises(ValueError, match="variant"):
+            variant_options(bad)
+
+
 def test_paired_ratio_range_by_hand():
     from tools.benchmark import paired_ratio_range
 

@@ -23,8 +23,10 @@ Variants (``--variant``, ``--compare A B``):
     the fast mode, ``optimize_for_inference(net, fast=True)``: ``exact`` with bf16 weights and
     activations and bf16 Winograd matrix products (measured accuracy change, ``--fast-accuracy``).
     ``fast-fp32-products`` keeps the Winograd products in fp32 (the fast mode before 6 Dec: slower, closer
-    to exact). ``fast-half`` adds ``nonkey_scale=0.5`` (FlowNet and CoNet on half-size non-keyframes, a
-    larger accuracy cost).
+    to exact).
+``NAME@s``
+    any of the optimised variants above with ``nonkey_scale=s`` (0 < s < 1: FlowNet and CoNet see the
+    non-keyframes resized by s, about s² of their FLOPs, a larger accuracy cost), e.g. ``fast@0.75``.
 
 Timings (milliseconds, medians over ``--repeats`` runs after ``--warmup`` runs; on CUDA every timed
 call ends with ``torch.cuda.synchronize``): ``key_ms`` (CSRNet to its 1/4-grid logits, as the
@@ -101,7 +103,6 @@ VARIANT_OPTIONS = {
     "exact-direct": {"winograd": False},
     "fast": {"fast": True},
     "fast-fp32-products": {"fast": True, "winograd_products": torch.float32},
-    "fast-half": {"fast": True, "nonkey_scale": 0.5},
 }
 VARIANTS = ("original", *VARIANT_OPTIONS)
 METHODS = ("evss", "davss")
@@ -124,6 +125,34 @@ def parse_resolution(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
     return h, w
+
+
+def variant_options(name: str) -> dict:
+    """``optimize_for_inference`` arguments of an optimised variant: a key of :data:`VARIANT_OPTIONS`,
+    optionally with ``@s`` for ``nonkey_scale=s`` (``fast@0.75``). Raises ``ValueError`` otherwise."""
+    base, at, scale = name.partition("@")
+    if base not in VARIANT_OPTIONS:
+        raise ValueError(f"unknown variant {name!r}: one of {VARIANTS}, or an optimised one with @SCALE "
+                         "(e.g. fast@0.75)")
+    if not at:
+        return dict(VARIANT_OPTIONS[base])
+    try:
+        value = float(scale)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise ValueError(f"variant {name!r}: the scale after @ must be a number in (0, 1), got {scale!r}")
+    return {**VARIANT_OPTIONS[base], "nonkey_scale": value}
+
+
+def parse_variant(text: str) -> str:
+    """An EVSS variant name for argparse: ``original`` or an optimised one (:func:`variant_options`)."""
+    if text != "original":
+        try:
+            variant_options(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def parse_methods(text: str) -> list[str]:
@@ -181,7 +210,7 @@ class Runner:
             self.flow = net.flow
             self.stream = net.stream()
         else:
-            self.model = optimize_for_inference(net, inplace=inplace, **VARIANT_OPTIONS[name])
+            self.model = optimize_for_inference(net, inplace=inplace, **variant_options(name))
             self.prepare = self.model.prepare
             self.conet = self.model.conet
             self.keyframe = self.model.keyframe
@@ -354,7 +383,7 @@ def measure_conv_peaks(device: torch.device, repeats: int) -> dict:
 
 def variant_dtype(name: str) -> str:
     """The precision a runner's convolutions run in: bfloat16 for the fast variants, else float32."""
-    return "bfloat16" if VARIANT_OPTIONS.get(name, {}).get("fast") else "float32"
+    return "bfloat16" if name != "original" and variant_options(name).get("fast") else "float32"
 
 
 def count_gflops(r: Runner | DAVSSRunner, frames: list[torch.Tensor]) -> dict:
@@ -737,8 +766,11 @@ def main(argv=None) -> int:
     p.add_argument("--method", type=parse_methods, default=["evss"],
                    help="evss, davss, or both comma-separated (interleaved; ratios first/second)")
     p.add_argument("--keyframe", choices=KEYFRAME_NETWORKS, default="csrnet", help="DAVSS's keyframe network")
-    p.add_argument("--variant", choices=VARIANTS + ("lraspp",), default="exact", help="EVSS's variant")
-    p.add_argument("--compare", nargs=2, choices=VARIANTS, metavar=("A", "B"), help="two EVSS variants, interleaved")
+    variants = f"{', '.join(VARIANTS)}, or an optimised one with @SCALE (e.g. fast@0.75)"
+    p.add_argument("--variant", type=lambda t: t if t == "lraspp" else parse_variant(t), default="exact",
+                   help=f"EVSS's variant: {variants}; or lraspp")
+    p.add_argument("--compare", nargs=2, type=parse_variant, metavar=("A", "B"),
+                   help=f"two EVSS variants, interleaved: {variants}")
     p.add_argument("--baseline", choices=("lraspp",), default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--num-classes", type=int, default=19)
@@ -748,8 +780,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP counting")
     p.add_argument("--fast-accuracy", action="store_true", help="only measure the fast mode's mIoU change")
-    p.add_argument("--fast-variant", default="fast", choices=[v for v in VARIANTS if v not in ("original", "exact")],
-                   help="the variant --fast-accuracy compares with exact (exact-direct: Winograd's effect)")
+    p.add_argument("--fast-variant", default="fast", type=parse_variant,
+                   help="the optimised variant --fast-accuracy compares with exact (exact-direct: Winograd's effect; "
+                   "fast@0.75: the fast mode on non-keyframes resized by 0.75)")
     p.add_argument("--accuracy-windows", type=int, default=200, help="at most this many validation windows")
     p.add_argument("--accuracy-distance", type=int, default=5)
     p.add_argument("--synthetic-kwargs", default='{"num_clips": 12, "clip_len": 20, "height": 96, "width": 192}',
@@ -759,6 +792,8 @@ def main(argv=None) -> int:
                    "process gets it); default: glibc's own thresholds")
     p.add_argument("--_peak-worker", dest="peak_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.fast_variant in ("original", "exact"):
+        p.error(f"--fast-variant compares an optimised variant with exact; got {args.fast_variant!r}")
     if args.compare and args.method != ["evss"]:
         p.error("--compare compares two EVSS variants; use --method davss,evss --variant V for DAVSS against EVSS")
 
