@@ -382,8 +382,10 @@ def measure_conv_peaks(device: torch.device, repeats: int) -> dict:
 
 
 def variant_dtype(name: str) -> str:
-    """The precision a runner's convolutions run in: bfloat16 for the fast variants, else float32."""
-    return "bfloat16" if name != "original" and variant_options(name).get("fast") else "float32"
+    """The precision a runner's convolutions run in: bfloat16 for the fast variants, else float32 (``original``,
+    the optimised exact ones, and ``davss``, which has no optimised variant)."""
+    optimised = name.partition("@")[0] in VARIANT_OPTIONS
+    return "bfloat16" if optimised and variant_options(name).get("fast") else "float32"
 
 
 def count_gflops(r: Runner | DAVSSRunner, frames: list[torch.Tensor]) -> dict:
