@@ -217,6 +217,7 @@ class Runner:
             self.flow = self.model.flow
             self.stream = self.model.stream()
         self.wf = net.wf
+        self.dtype = next(self.model.parameters()).dtype  # the precision its convolutions run in
 
     def fusion(self, frame, warped, update, edge, key_pred):
         size = tuple(frame.shape[-2:])
@@ -271,6 +272,7 @@ class DAVSSRunner:
     def __init__(self, net):
         self.net = net
         self.stream = net.stream()
+        self.dtype = next(net.parameters()).dtype
 
     def stage_functions(self, frames: list[torch.Tensor]) -> dict:
         """Per stage, a zero-argument function running it on fixed inputs (computed once here)."""
@@ -379,13 +381,6 @@ def measure_conv_peaks(device: torch.device, repeats: int) -> dict:
                      for _ in range(repeats + 1)][1:]
             peaks[str(dtype).removeprefix("torch.")] = gflop / (statistics.median(times) / 1e3)
     return peaks
-
-
-def variant_dtype(name: str) -> str:
-    """The precision a runner's convolutions run in: bfloat16 for the fast variants, else float32 (``original``,
-    the optimised exact ones, and ``davss``, which has no optimised variant)."""
-    optimised = name.partition("@")[0] in VARIANT_OPTIONS
-    return "bfloat16" if optimised and variant_options(name).get("fast") else "float32"
 
 
 def count_gflops(r: Runner | DAVSSRunner, frames: list[torch.Tensor]) -> dict:
@@ -660,7 +655,7 @@ def run_resolution(res, variants, args, device, lraspp: bool, conv_peaks: dict |
                 entry["gflop_per_s"] = {stage: gf[stage] / (entry[f"{stage}_ms"] / 1e3)
                                         for stage in gf if entry.get(f"{stage}_ms")}
                 if conv_peaks:
-                    peak = conv_peaks[variant_dtype(name)]
+                    peak = conv_peaks[str(runners[name].dtype).removeprefix("torch.")]
                     entry["pct_of_conv_peak"] = {stage: 100 * rate / peak
                                                  for stage, rate in entry["gflop_per_s"].items()}
             if not args.no_memory:
