@@ -1,11 +1,13 @@
-"""EVSS and its parts: keyframe CSRNet, FlowNetS, the resample2d warp, CoNet, distortion-map fusion."""
+"""The networks and methods: EVSS (keyframe CSRNet, FlowNetS, the resample2d warp, CoNet, distortion-map
+fusion), DAVSS, the recurrent baselines, and :class:`Stream`, which runs any keyframe method frame by frame."""
 from .checkpoint import CheckpointError, clean_to_released, load_checkpoint, released_to_clean
 from .conet import CoNet
 from .csrnet import CSRNet
-from .davss import DAVSS, DAVSSStream
-from .evss import EVSS, EVSSStream
+from .davss import DAVSS
+from .evss import EVSS
 from .flownet import FlowNetS
 from .recurrent import ConvGRUCell, ConvLSTMCell, RecurrentCSRNet, RecurrentStream
+from .stream import Stream, StreamingNet, StreamState
 from .warp import warp, warp_backend
 
 
@@ -33,7 +35,7 @@ def build_recurrent(num_classes: int = 19, cell: str = "convlstm", csrnet: str |
     return net
 
 
-__all__ = ["EVSS", "EVSSStream", "CSRNet", "FlowNetS", "CoNet", "build_evss", "load_checkpoint",
+__all__ = ["EVSS", "Stream", "StreamingNet", "StreamState", "CSRNet", "FlowNetS", "CoNet", "build_evss", "load_checkpoint",
            "released_to_clean", "clean_to_released", "CheckpointError", "warp", "warp_backend",
-           "DAVSS", "DAVSSStream", "build_davss",
+           "DAVSS", "build_davss",
            "RecurrentCSRNet", "RecurrentStream", "ConvLSTMCell", "ConvGRUCell", "build_recurrent"]

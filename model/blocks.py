@@ -5,7 +5,7 @@ Module and parameter names follow the released EVSS checkpoints (``conv``/``norm
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,11 @@ def leaky_relu() -> nn.Module:
 def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     """Bilinear resize with ``align_corners=False`` (the convention of every EVSS resize)."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def quarter_size(size: Sequence[int]) -> tuple[int, int]:
+    """The 1/4 grid (ceil(ceil(H/2)/2), ceil(ceil(W/2)/2)) = (ceil(H/4), ceil(W/4)) of an H×W frame."""
+    return tuple((int(s) + 3) // 4 for s in size)  # type: ignore[return-value]
 
 
 def upsample4(x: Tensor) -> Tensor:

@@ -28,19 +28,15 @@ from .cfnet import CFNet
 from .csrnet import CSRNet
 from .deeplabv3plus import DeepLabV3Plus
 from .dmnet import DMNet
-from .evss import EVSSStream
+from .blocks import quarter_size
 from .flownet import FlowNetS
 from .fusion import crop
+from .stream import Stream, StreamingNet
 from .warp import warp
 
 KEYFRAME_NETWORKS = ("deeplabv3plus", "csrnet")
 #: Training stages: "dmnet" (DMNet against the warping mismatch) and "correction" (FlowNet + CFNet).
 STAGES = ("dmnet", "correction")
-
-
-def quarter_size(size: Sequence[int]) -> tuple[int, int]:
-    """The 1/4 grid (ceil(ceil(H/2)/2), ceil(ceil(W/2)/2)) of an H×W frame."""
-    return tuple((int(s) + 3) // 4 for s in size)  # type: ignore[return-value]  # ceil(ceil(s/2)/2) = ceil(s/4)
 
 
 class DAVSSMerge(NamedTuple):
@@ -52,7 +48,7 @@ class DAVSSMerge(NamedTuple):
     cfnet_up: Tensor     # B×C×H'×W' CFNet logits ×4
 
 
-class DAVSS(nn.Module):
+class DAVSS(StreamingNet):
     """The DAVSS network.
 
     Args:
@@ -154,6 +150,14 @@ class DAVSS(nn.Module):
         """The (warped) logits part of a carried state."""
         return carried[:, :self.num_classes]
 
+    def keyframe_classes(self, logits_q: Tensor) -> None:
+        """DAVSS's correction needs nothing of the keyframe but the carried state."""
+        return None
+
+    def keyframe_outputs(self, frame: Tensor, logits_q: Tensor, carried: Tensor) -> dict:
+        """``logits`` (×4) and ``key_image``, the keyframe on the 1/4 grid (B×3×h×w)."""
+        return {"logits": self.upsample(logits_q), "key_image": carried[:, self.num_classes:]}
+
     def merge(self, warped_q: Tensor, cfnet_q: Tensor, dm_q: Tensor, size: Sequence[int] | None = None) -> DAVSSMerge:
         """``warped↑·(1 − dm↑) + cfnet↑·dm↑`` at full resolution (cropped to ``size``), as the original."""
         size = None if size is None else tuple(size)
@@ -197,18 +201,18 @@ class DAVSS(nn.Module):
         flows, carried = [], []
         for frame in frames[1:-1]:
             flows.append(stream.propagate(frame))
-            carried.append(stream.features)
+            carried.append(stream.carried)
         out = stream.step(frames[-1])
         flows.append(out.pop("flow"))
-        carried.append(stream.features)
+        carried.append(stream.carried)
         out.update(key_logits=key_logits, key_image=key_image, flows=flows,
                    warped=[self.carried_logits(c) for c in carried],
                    warped_images=[c[:, self.num_classes:] for c in carried])
         return out
 
-    def stream(self) -> "DAVSSStream":
-        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time."""
-        return DAVSSStream(self)
+    def stream(self) -> Stream:
+        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time (:class:`model.stream.Stream`)."""
+        return Stream(self)
 
     # ---------------------------------------------------------------- training
     def _pseudo_label(self, frame: Tensor, size: tuple[int, int]) -> Tensor:
@@ -291,38 +295,3 @@ class DAVSS(nn.Module):
         return {"loss": loss_semantic + loss_cfnet, "loss_semantic": loss_semantic, "loss_cfnet": loss_cfnet,
                 "dm": dms, "cfnet": cfnets, "flows": flows, "pseudo_label": pseudo_label}
 
-
-class DAVSSStream(EVSSStream):
-    """Keyframe-then-propagate DAVSS inference one frame at a time (memory independent of length).
-
-    ``features`` is the carried state cat[logits_q, image_q]; corrections never propagate, so
-    ``step`` at frame t returns what ``segment_clip(frames[key..t])`` returns for it.
-    """
-
-    def __init__(self, net: DAVSS):
-        super().__init__(net, wf=0.0)
-
-    def _start(self, frame: Tensor) -> Tensor:
-        logits_q = self.net.keyframe(frame)
-        self.features = self.net.carry(frame, logits_q)
-        return logits_q
-
-    @torch.no_grad()
-    def step(self, frame: Tensor, keyframe: bool = False) -> dict:
-        """Segment ``frame`` (B×3×H×W); a keyframe when asked or when no keyframe was seen yet.
-
-        Returns ``logits`` (B×C×4h×4w), ``pred`` (B×H×W), ``keyframe`` (bool) and the stage
-        outputs: ``key_logits``, ``key_image`` for a keyframe; ``flow`` and those of
-        :meth:`DAVSS.rectify` otherwise.
-        """
-        if keyframe or self.features is None:
-            logits_q = self._start(frame)
-            out = {"key_logits": logits_q, "key_image": self.features[:, self.net.num_classes:],
-                   "logits": self.net.upsample(logits_q), "keyframe": True}
-        else:
-            flow = self._propagate(frame)
-            out = self.net.rectify(frame, self.features)
-            out.update(flow=flow, keyframe=False)
-        self.previous = frame
-        out["pred"] = crop(out["logits"], tuple(frame.shape[-2:])).argmax(1)
-        return out

@@ -7,7 +7,7 @@ predictions are cropped to H×W.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,17 +16,42 @@ from torch import Tensor, nn
 from .conet import CoNet
 from .csrnet import CSRNet
 from .flownet import FlowNetS
-from .fusion import class_index, coarse_distortion, crop, fuse
-from .losses import LOSS_WEIGHTS, EVSSLosses, edge_loss, edge_semantic_loss
-from .warp import warp
 from .blocks import upsample4
+from .fusion import coarse_distortion, crop, fuse, merge_argmax, upsample_argmax
+from .losses import LOSS_WEIGHTS, EVSSLosses, edge_loss, edge_semantic_loss
+from .stream import Stream, StreamingNet
+from .warp import warp
 
 DEFAULT_WF = 0.2
 #: Weight of the coarse map in the fine map during training (hard-coded 0.8/0.2 in the original).
 TRAIN_WF = 0.2
 
+CorrectionNet = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
-class EVSS(nn.Module):
+
+def rectify_logits(conet: CorrectionNet, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float) -> dict:
+    """EVSS's correction of warped logits at ``frame``: CoNet, coarse and fine distortion maps, merge.
+
+    ``conet(frame, warped_q) -> (edge, update)``. Returns ``edge`` (B×2×h×w), ``update`` (B×C×h×w),
+    ``dm_coarse`` (B×1×h×w), ``dm_fine`` (B×1×4h×4w) and ``logits`` (B×C×4h×4w, merged).
+    """
+    dm_coarse = coarse_distortion(key_classes_q, warped_q)
+    edge, update = conet(frame, warped_q)
+    fused = fuse(warped_q, update, edge, dm_coarse, wf)
+    return {"edge": edge, "update": update, "dm_coarse": dm_coarse, "dm_fine": fused.dm_fine, "logits": fused.logits}
+
+
+def rectify_pred(conet: CorrectionNet, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float,
+                 size: tuple[int, int]) -> dict:
+    """:func:`rectify_logits`'s prediction (B×H×W) through the fused merge-argmax operator, which never
+    materialises the full-resolution maps; returns ``pred``, ``edge``, ``update`` and ``dm_coarse``."""
+    dm_coarse = coarse_distortion(key_classes_q, warped_q)
+    edge, update = conet(frame, warped_q)
+    pred = merge_argmax(warped_q, update, edge, dm_coarse, wf, size)
+    return {"edge": edge, "update": update, "dm_coarse": dm_coarse, "pred": pred}
+
+
+class EVSS(StreamingNet):
     """The EVSS network.
 
     Args:
@@ -80,18 +105,16 @@ class EVSS(nn.Module):
         """FlowNet flow B×2×h×w from ``current`` back to ``previous``."""
         return self.flownet(torch.cat([current, previous], 1))
 
-    def rectify(self, frame: Tensor, warped_q: Tensor, key_pred_q: Tensor, wf: float | None = None) -> dict:
-        """Correct warped logits at ``frame``: CoNet, coarse and fine distortion maps, merge.
+    def rectify(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None = None) -> dict:
+        """Correct warped logits at ``frame`` (:func:`rectify_logits`; ``wf`` None: ``self.wf``)."""
+        return rectify_logits(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf)
 
-        Returns ``edge`` (B×2×h×w), ``update`` (B×C×h×w), ``dm_coarse`` (B×1×h×w), ``dm_fine``
-        (B×1×4h×4w) and ``logits`` (B×C×4h×4w, merged).
-        """
-        wf = self.wf if wf is None else wf
-        dm_coarse = coarse_distortion(key_pred_q, warped_q)
-        edge, update = self.conet(frame, warped_q)
-        fused = fuse(warped_q, update, edge, dm_coarse, wf)
-        return {"edge": edge, "update": update, "dm_coarse": dm_coarse, "dm_fine": fused.dm_fine,
-                "logits": fused.logits}
+    def rectify_pred(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None,
+                     size: tuple[int, int]) -> dict:
+        return rectify_pred(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf, size)
+
+    def keyframe_pred(self, logits_q: Tensor, size: tuple[int, int]) -> dict:
+        return {"pred": upsample_argmax(logits_q, size)}
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
@@ -114,26 +137,21 @@ class EVSS(nn.Module):
         flows, warped = [], []
         for frame in frames[1:-1]:  # intermediate frames are only propagated, as in the original
             flows.append(stream.propagate(frame))
-            warped.append(stream.features)
+            warped.append(stream.carried)
         out = stream.step(frames[-1])
         flows.append(out.pop("flow"))
         warped.append(out["warped"])
         out.update(key_logits=key_logits, flows=flows, warped=warped)
         return out
 
-    def stream(self, wf: float | None = None, pred_only: bool = False):
-        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time.
+    def stream(self, wf: float | None = None, pred_only: bool = False) -> Stream:
+        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time (:class:`model.stream.Stream`).
 
-        ``pred_only=True``: a :class:`model.inference.PredStream`, which returns ``pred`` (and the
-        1/4-grid products) without full-resolution logits, through the fused merge-argmax operator
-        (same prediction up to float rounding). For BN folding and ``channels_last`` as well, see
-        :func:`model.inference.optimize_for_inference`.
+        ``pred_only=True``: steps return ``pred`` (and the 1/4-grid products) without full-resolution
+        logits, through the fused merge-argmax operator (same prediction up to float rounding). For BN
+        folding and ``channels_last`` as well, see :func:`model.inference.optimize_for_inference`.
         """
-        wf = self.wf if wf is None else wf
-        if pred_only:
-            from .inference import PredStream
-            return PredStream(self, wf)
-        return EVSSStream(self, wf)
+        return Stream(self, wf, pred_only)
 
     # ---------------------------------------------------------------- training (stage 2)
     def forward(self, frames: Tensor, edge_label: Tensor) -> dict:
@@ -168,61 +186,3 @@ class EVSS(nn.Module):
         return {**{f"loss_{k}": v for k, v in losses._asdict().items()}, "loss": losses.total(self.loss_weights),
                 "flow": flow, "edge_logits": edge, "pseudo_label": pseudo_label}
 
-
-class EVSSStream:
-    """Keyframe-then-propagate inference one frame at a time (memory independent of video length).
-
-    The raw warped features propagate from step to step; corrections do not (as in the original),
-    so ``step`` at frame t returns what ``segment_clip(frames[key..t])`` returns for it.
-    """
-
-    def __init__(self, net: EVSS, wf: float):
-        self.net = net
-        self.wf = wf
-        self.previous: Tensor | None = None
-        self.features: Tensor | None = None
-        self.key_pred: Tensor | None = None
-
-    def _start(self, frame: Tensor) -> Tensor:
-        """Run the keyframe network on ``frame`` and carry its logits; returns them (B×C×h×w)."""
-        logits_q = self.net.keyframe(frame)
-        self.features, self.key_pred = logits_q, class_index(logits_q)
-        return logits_q
-
-    def _propagate(self, frame: Tensor) -> Tensor:
-        """Warp the carried features from the previous frame to ``frame``; returns the flow."""
-        if frame.shape != self.previous.shape:
-            raise ValueError(f"frame of shape {tuple(frame.shape)} follows one of {tuple(self.previous.shape)}; "
-                             "every frame of a stream must have the same size")
-        flow = self.net.flow(frame, self.previous)
-        self.features = warp(self.features, flow)
-        return flow
-
-    @torch.no_grad()
-    def propagate(self, frame: Tensor) -> Tensor:
-        """Carry the features to a non-keyframe whose segmentation is not needed (no CoNet, no
-        fusion): later steps are unchanged, since corrections never propagate. Returns the flow."""
-        if self.features is None:
-            raise ValueError("propagate() needs a keyframe first: call step(frame, keyframe=True)")
-        flow = self._propagate(frame)
-        self.previous = frame
-        return flow
-
-    @torch.no_grad()
-    def step(self, frame: Tensor, keyframe: bool = False) -> dict:
-        """Segment ``frame`` (B×3×H×W); a keyframe when asked or when no keyframe was seen yet.
-
-        Returns ``logits`` (B×C×4h×4w), ``pred`` (B×H×W), ``keyframe`` (bool) and the stage
-        outputs: ``key_logits`` for a keyframe; ``flow``, ``warped``, ``edge``, ``update``,
-        ``dm_coarse``, ``dm_fine`` otherwise.
-        """
-        if keyframe or self.features is None:
-            logits_q = self._start(frame)
-            out = {"key_logits": logits_q, "logits": upsample4(logits_q), "keyframe": True}
-        else:
-            flow = self._propagate(frame)
-            out = self.net.rectify(frame, self.features, self.key_pred, self.wf)
-            out.update(flow=flow, warped=self.features, keyframe=False)
-        self.previous = frame
-        out["pred"] = crop(out["logits"], tuple(frame.shape[-2:])).argmax(1)
-        return out

@@ -62,17 +62,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .blocks import ConvNormAct, SKFusion, resize
+from .blocks import ConvNormAct, SKFusion, quarter_size, resize
 from .csrnet import BasicBlock, CSRNetBackbone
-from .davss import quarter_size
+from .evss import rectify_logits, rectify_pred
 from .flownet import FlowNetS, compute_cropped_deconvolutions, resize_flow
-from .fusion import coarse_distortion, merge_argmax, upsample_argmax
-from .evss import EVSSStream
+from .fusion import upsample_argmax
+from .stream import Stream, StreamingNet
 from .narrow_conv import NarrowConv2d, is_narrow_eligible
 from .winograd import WinogradConv2d, is_winograd_eligible, winograd_op_available
 
-__all__ = ["fold_batchnorm", "use_winograd", "use_narrow_convs", "optimize_for_inference", "InferenceEVSS",
-           "PredStream"]
+__all__ = ["fold_batchnorm", "use_winograd", "use_narrow_convs", "optimize_for_inference", "InferenceEVSS"]
 
 
 def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
@@ -139,7 +138,7 @@ def _replace(module: nn.Module, eligible: Callable[[nn.Module], bool], make: Cal
     return replaced
 
 
-class InferenceEVSS(nn.Module):
+class InferenceEVSS(StreamingNet):
     """An inference-only copy of an :class:`model.EVSS` (see the module docstring).
 
     Has the stage methods of ``EVSS`` (``keyframe``, ``flow``, ``conet``) with the layout and
@@ -213,8 +212,19 @@ class InferenceEVSS(nn.Module):
             update = self.net.conet.predict_cc(torch.cat([d2, warped_q], 1))
         return self._out(edge), self._out(update)
 
-    def stream(self, wf: float | None = None) -> "PredStream":
-        return PredStream(self, self.wf if wf is None else wf)
+    def rectify(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None = None) -> dict:
+        return rectify_logits(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf)
+
+    def rectify_pred(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None,
+                     size: tuple[int, int]) -> dict:
+        return rectify_pred(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf, size)
+
+    def keyframe_pred(self, logits_q: Tensor, size: tuple[int, int]) -> dict:
+        return {"pred": upsample_argmax(logits_q, size)}
+
+    def stream(self, wf: float | None = None) -> Stream:
+        """A prediction-only :class:`model.stream.Stream`: steps return ``pred`` and the 1/4-grid products."""
+        return Stream(self, wf, pred_only=True)
 
     @torch.no_grad()
     def predict_clip(self, frames: Sequence[Tensor], wf: float | None = None) -> Tensor:
@@ -224,39 +234,6 @@ class InferenceEVSS(nn.Module):
         for i, frame in enumerate(frames):
             out = stream.step(frame, keyframe=(i == 0))
         return out["pred"]
-
-
-class PredStream(EVSSStream):
-    """Prediction-only counterpart of :class:`model.EVSSStream` (same semantics: raw warped features
-    propagate, corrections do not), for an :class:`InferenceEVSS` or a plain ``EVSS``
-    (``net.stream(pred_only=True)``).
-
-    ``step(frame, keyframe)`` returns ``pred`` (B×H×W int64), ``keyframe`` and the 1/4-grid products:
-    ``key_logits`` for a keyframe; ``flow``, ``warped``, ``edge``, ``update``, ``dm_coarse``
-    otherwise (no full-resolution ``logits`` / ``dm_fine``).
-    """
-
-    def __init__(self, net, wf: float):
-        super().__init__(net, wf)
-        self._prepare = getattr(net, "prepare", None)
-
-    @torch.no_grad()
-    def step(self, frame: Tensor, keyframe: bool = False) -> dict:
-        size = (int(frame.shape[-2]), int(frame.shape[-1]))
-        if self._prepare is not None:
-            frame = self._prepare(frame)
-        if keyframe or self.features is None:
-            logits_q = self._start(frame)
-            out = {"key_logits": logits_q, "keyframe": True, "pred": upsample_argmax(logits_q, size)}
-        else:
-            flow = self._propagate(frame)
-            dm_coarse = coarse_distortion(self.key_pred, self.features)
-            edge, update = self.net.conet(frame, self.features)
-            pred = merge_argmax(self.features, update, edge, dm_coarse, self.wf, size)
-            out = {"flow": flow, "warped": self.features, "edge": edge, "update": update, "dm_coarse": dm_coarse,
-                   "keyframe": False, "pred": pred}
-        self.previous = frame
-        return out
 
 
 def optimize_for_inference(net: nn.Module, channels_last: bool = True, fold_bn: bool = True, fast: bool = False,
