@@ -62,6 +62,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from engine.flow_estimators import make_flow_estimator
 from engine.metrics import ConfusionMatrix, TemporalConsistency, VideoConsistency
 
 __all__ = ["DEFAULT_DISTANCES", "ORIGINAL_DISTANCES", "WindowEvaluator", "evaluate_distances",
@@ -122,19 +123,6 @@ def shard_indices(num: int, rank: int, world: int) -> range:
     lo = (num * rank) // world
     hi = (num * (rank + 1)) // world
     return range(lo, hi)
-
-
-def make_flow_estimator(source: str, net=None):
-    """``"model"`` (the net's FlowNet, ×4 upsampled), ``"dis"`` or ``"farneback"`` (OpenCV)."""
-    from engine.flow_estimators import ModelFlow, OpenCVFlow
-
-    if source == "model":
-        if net is None:
-            raise ValueError("flow source 'model' needs the network")
-        return ModelFlow(net.flownet, scale=4, name="model-flownet")
-    if source in ("dis", "farneback"):
-        return OpenCVFlow(source)
-    raise ValueError(f"flow source must be 'model', 'dis' or 'farneback', got {source!r}")
 
 
 # --------------------------------------------------------------------------------------------

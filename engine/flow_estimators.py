@@ -1,4 +1,5 @@
-"""Optical-flow sources for evaluation (temporal-consistency measures, diagnostics).
+"""Optical-flow sources for evaluation (temporal-consistency measures, diagnostics) and for the
+frozen flows of training losses; :func:`make_flow_estimator` builds any of them by name.
 
 Every estimator is called as ``estimator(current, previous)`` with two RGB frames
 ``B×3×H×W`` float in [0, 1] and returns the **backward** flow ``current→previous``:
@@ -16,18 +17,24 @@ from __future__ import annotations
 import abc
 from typing import Callable, Dict, Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["FlowEstimator", "OpenCVFlow", "ModelFlow", "to_gray_uint8"]
+from model import FlowNetS, load_checkpoint
+
+from .config import ConfigError
+
+__all__ = ["FlowEstimator", "OpenCVFlow", "ModelFlow", "make_flow_estimator", "to_gray_uint8"]
+
+#: Flow sources of :func:`make_flow_estimator`.
+FLOW_SOURCES = ("model", "flownet", "dis", "farneback")
 
 
 def to_gray_uint8(frame: Tensor) -> np.ndarray:
     """3×H×W RGB float in [0, 1] → H×W uint8 grey (ITU-R BT.601 weights, as cv2.COLOR_RGB2GRAY)."""
-    import cv2
-
     rgb = (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
     rgb = rgb.permute(1, 2, 0).contiguous().cpu().numpy()
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -114,8 +121,6 @@ class OpenCVFlow(FlowEstimator):
 
     @property
     def description(self) -> str:
-        import cv2
-
         if self.method == "dis":
             return f"OpenCV {cv2.__version__} DIS optical flow, preset {self.preset}, greyscale"
         params = ", ".join(f"{k}={v}" for k, v in self.farneback_params.items())
@@ -127,8 +132,6 @@ class OpenCVFlow(FlowEstimator):
         return state
 
     def _flow_pair(self, cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        import cv2
-
         if self.method == "dis":
             if self._dis is None:
                 self._dis = cv2.DISOpticalFlow_create(getattr(cv2, self._PRESETS[self.preset]))
@@ -199,3 +202,33 @@ class ModelFlow(FlowEstimator):
         up = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False)
         factor = torch.tensor([W / w, H / h], dtype=up.dtype, device=up.device).view(1, 2, 1, 1)
         return up * factor
+
+
+def make_flow_estimator(source: str, net: Optional[nn.Module] = None, preset: str = "medium",
+                        flownet_checkpoint: Optional[str] = None) -> FlowEstimator:
+    """The flow estimator named ``source`` (one of :data:`FLOW_SOURCES`), returning full-resolution
+    flow ``current→previous`` in pixels (see the module doc).
+
+    * ``"model"``: ``net.flownet`` (the evaluated net's own FlowNet, 1/4 grid, ×4 upsampled);
+    * ``"flownet"``: a frozen :class:`model.FlowNetS` loaded from ``flownet_checkpoint`` (a
+      stage-1b FlowNet or a released checkpoint), in eval mode without gradients;
+    * ``"dis"`` (DIS with ``preset``) or ``"farneback"``: OpenCV, independent of any network.
+
+    Raises :class:`engine.config.ConfigError` (a ValueError) for an unknown source or a missing
+    network / checkpoint.
+    """
+    if source == "model":
+        if net is None:
+            raise ConfigError("flow source 'model' needs the network")
+        return ModelFlow(net.flownet, scale=4, name="model-flownet")
+    if source == "flownet":
+        if not flownet_checkpoint:
+            raise ConfigError("flow source 'flownet' needs a FlowNet checkpoint (flownet_checkpoint=PATH: a "
+                              "stage-1b FlowNet or released checkpoint); or use the flow source 'dis'")
+        flownet = FlowNetS()
+        load_checkpoint(flownet, flownet_checkpoint)
+        flownet.eval().requires_grad_(False)
+        return ModelFlow(flownet, scale=4, name="flownet")
+    if source in ("dis", "farneback"):
+        return OpenCVFlow(source, preset=preset)
+    raise ConfigError(f"flow source must be one of {', '.join(FLOW_SOURCES)}, got {source!r}")
