@@ -1,4 +1,4 @@
-"""Edge labels for the correction network's edge head, built as the original does (ORIGINAL.md §9)."""
+"""Edge labels for the correction network's edge head, built as the original does."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ class ClassSet:
         names: class names, index = class id.
         colors: RGB colour of each class, for overlays.
         ignore_index: label value that is not a class (255 Cityscapes, 11 CamVid void).
-        thin_classes: classes marked as edge everywhere in the edge label (ORIGINAL.md §9).
+        thin_classes: classes marked as edge everywhere in the edge label.
     """
 
     name: str

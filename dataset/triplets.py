@@ -1,6 +1,6 @@
 """DAVSS training samples: [img_1, img_2, img_3] = frames t − j, t − k, t and the label of t.
 
-The original (DAVSS.md §8.1) expands every labelled frame t into one sample per j = 2 … J (J = 10)
+The original expands every labelled frame t into one sample per j = 2 … J (J = 10)
 with k drawn once, uniformly in 1 … j − 1, when the list is read (fixed for the whole training).
 Here the frames come from a pair data set built with neighbour offsets −1 … −J and no transform
 (:class:`dataset.video.VideoPairDataset` or :class:`dataset.synthetic.SyntheticVideoDataset`);

@@ -1,7 +1,7 @@
 """CFNet, DAVSS's correction-feature network: a light encoder-decoder segmenting the current frame.
 
 Names follow the released DAVSS checkpoints' ``cfnet.*`` entries. Input: B×3×H×W RGB in [0, 1] (no
-normalisation); output: logits B×C×h×w on the 1/4 grid h = ceil(ceil(H/2)/2) (DAVSS.md §5).
+normalisation); output: logits B×C×h×w on the 1/4 grid h = ceil(ceil(H/2)/2).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """DAVSS: keyframe network + FlowNetS propagation of the logits *and* of the 1/4 keyframe image,
-DMNet distortion map, CFNet correction, merged by the map (Zhuang et al., TCSVT 2020; DAVSS.md).
+DMNet distortion map, CFNet correction, merged by the map (Zhuang et al., TCSVT 2020).
 
 Conventions as in :mod:`model.evss`: frames are B×3×H×W RGB floats in [0, 1] (no normalisation for
 DeepLab, FlowNet, CFNet and DMNet; CSRNet normalises inside); ``*_q`` tensors live on the 1/4 grid
@@ -8,7 +8,7 @@ in the previous frame"; full-resolution maps are 4h×4w, predictions are cropped
 
 Every resize between the grids (the 1/4 images, the ×4 upsampling of logits, map and CFNet output)
 is bilinear with ``align_corners`` as chosen at construction: the original evaluates Cityscapes
-with False and trains (and evaluates CamVid) with True (DAVSS.md §7.4). Sizes not divisible by 4
+with False and trains (and evaluates CamVid) with True. Sizes not divisible by 4
 (where the original crashes) resize to the 1/4 grid and back to 4h×4w; for divisible sizes this is
 the original's scale-factor resize exactly.
 
@@ -59,7 +59,7 @@ class DAVSS(StreamingNet):
         ignore_index: ignored label of the training losses.
         cfnet_loss_broadcast: reproduce the original's CFNet loss, whose per-pixel loss (N×H×W)
             times the map (N×1×H×W) broadcasts to N×N×H×W (every sample's loss against every
-            sample's map, DAVSS.md §10.1). Default False: the per-sample product.
+            sample's map). Default False: the per-sample product.
 
     ``forward`` is the training step of the current :attr:`stage` (so DistributedDataParallel sees
     it); inference goes through :meth:`segment_clip` or :meth:`stream`. Submodules: the keyframe
@@ -219,7 +219,7 @@ class DAVSS(StreamingNet):
         return crop(self.upsample(self.keyframe(frame)), size).argmax(1)
 
     def forward(self, frames: Tensor, label: Tensor | None = None) -> dict:
-        """The training step of :attr:`stage` on samples [img_1, img_2, img_3] (DAVSS.md §8).
+        """The training step of :attr:`stage` on samples [img_1, img_2, img_3].
 
         Args:
             frames: B×3×3×H×W: keyframe t − j, intermediate t − k, labelled frame t.

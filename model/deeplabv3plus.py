@@ -136,7 +136,7 @@ class _ASPPConv(nn.Module):
 
 
 class DeepLabV3Plus(nn.Module):
-    """DeepLabv3+ / Xception-65, OS 16 (DAVSS.md §3): ``forward(frames) -> logits`` on the 1/4 grid."""
+    """DeepLabv3+ / Xception-65, OS 16: ``forward(frames) -> logits`` on the 1/4 grid."""
 
     def __init__(self, num_classes: int = 19):
         super().__init__()

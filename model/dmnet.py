@@ -2,7 +2,7 @@
 
 A tiny shared feature extractor F is applied to the warped 1/4-resolution keyframe image and to the
 current 1/4-resolution image separately (two BatchNorm passes); the map is
-``clamp(0.5 − 0.5·cos(F(warped), F(current)), 0, 1)`` per pixel, B×1×h×w (DAVSS.md §6). Names
+``clamp(0.5 − 0.5·cos(F(warped), F(current)), 0, 1)`` per pixel, B×1×h×w. Names
 follow the released ``dmnet.*`` entries.
 """
 from __future__ import annotations

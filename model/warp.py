@@ -25,7 +25,7 @@ or the environment variable ``EVSS_WARP=pytorch`` (read once, when this module i
 Both are differentiable w.r.t. features and flow, and ``torch.compile`` (also ``fullgraph=True``)
 traces through the op (fake kernels are registered below).
 
-Numerics (float32), identical to the original CUDA kernel (``shared/reference/resample2d_check.json``):
+Numerics (float32), identical to the original CUDA kernel (the golden tests check it on its outputs):
 ``xf = x + u``, ``a = xf - floor(xf)`` in float32; the top-left, top-right and bottom-left terms
 ``(1-a)(1-b)I_TL``, ``a(1-b)I_TR``, ``(1-a)b I_BL`` are computed in double and each rounded to float32,
 accumulated in float32 in that order; the bottom-right term is ``fmaf(fl32(a*b), I_BR, acc)``.

@@ -5,8 +5,7 @@
 //   u = flow[b, 0, y, x], v = flow[b, 1, y, x] (pixels), every corner index clamped separately to
 //   the input image: xL = clamp(floor(xf)), xR = clamp(floor(xf) + 1), likewise yT, yB.
 //
-// float32 arithmetic reproduces the original CUDA kernel bit for bit (see
-// shared/reference/resample2d_check.json):
+// float32 arithmetic reproduces the original CUDA kernel bit for bit (the golden tests check it):
 //   * forward: the top-left, top-right and bottom-left terms are formed in double and each rounded
 //     to float, accumulated in float in that order starting from +0; the bottom-right weight a*b is a
 //     float product and the last update is one fused multiply-add, fmaf(a*b, I_BR, acc);

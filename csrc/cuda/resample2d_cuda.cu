@@ -6,7 +6,7 @@
 // accumulated in a float32 buffer and converted at the end.  Any strides are accepted.
 //
 // float32 arithmetic follows the original flownet2 kernel (see the header of
-// csrc/cpu/resample2d_cpu.cpp and shared/reference/resample2d_check.json).  Every rounding step is
+// csrc/cpu/resample2d_cpu.cpp).  Every rounding step is
 // spelled out with the _rn intrinsics (never contracted into an FMA by nvcc) and every fused
 // multiply-add of the original is an explicit fma, so the numerics do not depend on nvcc's -fmad
 // setting and equal the CPU kernels', except for the summation order of grad_input, which uses
