@@ -11,7 +11,7 @@ Two families, both used in training only:
   ``semantic-video-segmentation``): :func:`change_loss`, :func:`smoothing_loss` and
   :func:`flow_warping_loss`.
 
-Flows follow the project's convention (:mod:`engine.flow_estimators`): ``flow_a→b`` is B×2×H×W in
+Flows follow the project's convention (as :func:`model.warp.warp`): ``flow_a→b`` is B×2×H×W in
 pixels, channel 0 = dx, and pixel x of frame a is found at x + flow(x) in frame b, so
 ``warp(map_b, flow_a→b)`` brings a map of frame b onto frame a. Flows are always treated as
 constants: every loss detaches them, so no gradient ever reaches a flow estimator.
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .blocks import IMAGENET_MEAN, IMAGENET_STD
+from .label_warp import warp_labels
 from .warp import warp
 
 #: Gaussian-blur defaults of the thesis's smoothing loss: kernel (height, width), sigma (y, x).
@@ -163,8 +164,6 @@ def flow_warping_loss(logits_t: Tensor, logits_prev: Tensor, flow_bwd: Tensor, i
     Pixels whose flow target falls outside frame t−1 are ignored (the thesis clamps them to the
     border). Zero gradient to the flow and to the previous prediction (both detached).
     """
-    from engine.metrics import warp_labels
-
     target = warp_labels(logits_prev.detach().argmax(1), flow_bwd.detach().float(), fill_value=ignore_index)
     if bool((target == ignore_index).all()):
         return logits_t.sum() * 0.0
