@@ -1,4 +1,4 @@
-"""Flow quality measures used to choose how stage 1b trains the FlowNet (issue 9, item 2).
+"""Flow quality measures used to choose how stage 1b trains the FlowNet.
 
 Two measures, each computed for any :class:`engine.flow_estimators.FlowEstimator` (the called
 convention everywhere is ``estimator(current, previous)`` -> backward flow current→previous in

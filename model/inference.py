@@ -1,57 +1,37 @@
-"""Inference-optimised EVSS: BatchNorm folded into the convolutions, ``channels_last``, and a
-prediction-only step that never materialises full-resolution class maps.
+"""Inference-optimised EVSS: the same numbers as the reference path (to float rounding), faster on CPU.
 
     from model.inference import optimize_for_inference
-    fast_net = optimize_for_inference(net)            # exact (fp32, same numbers to float rounding)
+    fast_net = optimize_for_inference(net)            # exact: fp32, same predictions to float rounding
     stream = fast_net.stream()
     for i, frame in enumerate(frames):
         pred = stream.step(frame, keyframe=(i % 10 == 0))["pred"]   # B×H×W int64
 
 What changes against ``net.stream()`` (the reference path, which is kept as it is):
 
-* ``fold_bn``: every eval-mode BatchNorm that directly follows a convolution (conv → BN pairs in
-  ``ConvNormAct`` units, ResNet blocks, ``nn.Sequential`` stacks) is folded into that convolution's
-  weight and bias and replaced by ``nn.Identity``. CSRNet's logits head is BN → ReLU → conv
-  (pre-activation); its BN has no convolution right before it and is left alone.
-* ``channels_last``: parameters and the input frames use the NHWC layout (oneDNN's fast path on CPU).
-* SK fusion units run lean (:class:`model.blocks.SKFusion`: pooled descriptor from the pooled inputs,
-  blend in place) and FlowNet's transposed convolutions compute only the outputs its crops keep
-  (:func:`model.flownet.compute_cropped_deconvolutions`).
-* ``winograd`` (CPU): the 3×3 stride-1 convolutions with at least 16 channels in and out, and the
-  5×5 stride-2 ones (FlowNet's conv2 and conv3, as 3×3 convolutions of the space-to-depth
-  rearranged input) run as Winograd F(4×4, 3×3) (:mod:`model.winograd`,
-  ``torch.ops.evss.winograd_conv3x3``) in float32, F(6×6, 3×3) on the layers with at most 128²
-  channel pairs (:func:`model.winograd.default_tile`): 81 % of the keyframe network's FLOPs, 63 % of
-  CoNet's, 55 % of FlowNet's, with a quarter of the multiplications or less (5×5: 36 %), about 2×
-  faster per layer than a direct fp32 convolution and as fast as a bf16 one, rounding ~10–80× a
-  direct fp32 convolution's (still ~1e-6 of the output's magnitude). Off for networks on a GPU (cuDNN
-  chooses its own algorithms).
-* (CPU, float32) the 3×3 convolutions with at most four output channels (the flow and edge heads) run
-  as one matrix product and nine shifted sums (:mod:`model.narrow_conv`): oneDNN's direct kernel has
-  too little output to vectorise over.
+* ``fold_bn``: every eval-mode BatchNorm that directly follows a convolution is folded into it.
+  CSRNet's pre-activation logits head (BN → ReLU → conv) keeps its BN.
+* ``channels_last``: parameters and frames use the NHWC layout (oneDNN's fast path on CPU).
+* SK fusion units run lean (:class:`model.blocks.SKFusion`) and FlowNet's transposed convolutions
+  compute only the outputs its crops keep (:func:`model.flownet.compute_cropped_deconvolutions`).
+* ``winograd`` (CPU): 3×3 stride-1 convolutions with at least 16 channels in and out, and the 5×5
+  stride-2 ones as 3×3 convolutions of the space-to-depth input, run as Winograd F(4×4, 3×3) or
+  F(6×6, 3×3) (:mod:`model.winograd`): a quarter of the multiplications or less, at rounding about
+  1e-6 of the output's magnitude. Off on GPUs, where cuDNN chooses its own algorithms.
+* (CPU, float32) 3×3 convolutions with at most four output channels (the flow and edge heads) run
+  as one matrix product and nine shifted sums (:mod:`model.narrow_conv`).
 * the merge of warped and corrected logits and its argmax run as one fused operator
-  (:func:`model.fusion.merge_argmax`, ``torch.ops.evss.fused_merge_argmax``) instead of four ×4
-  upsamplings, a softmax and a blend at full resolution; keyframes use ``upsample_argmax``.
-  The step returns ``pred`` and the 1/4-grid products, not full-resolution ``logits``.
+  (:func:`model.fusion.merge_argmax`) instead of ×4 upsamplings, a softmax and a blend at full
+  resolution: the stream is prediction-only (``pred`` and the 1/4-grid products, no full-resolution
+  ``logits``).
 
-These keep the numbers: logits differ from the reference by float rounding (~1e-5 relative) and the
-prediction only where two classes are that close.
-
-``fast=True`` is the fast mode, which trades a measured accuracy change for speed: the three networks
-hold bf16 weights and run in bf16 (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX; faster than
-bf16 autocast, which re-casts the fp32 weights at every call), and the Winograd layers multiply in
-bf16 too (``winograd_products``; their transforms stay fp32: ~2× faster per layer than fp32
-products, ~15× a bf16 direct convolution's rounding); the networks' outputs are returned in fp32 for
-the warp and the fused merge, which is the exact path's. (A merge on
-the 1/4 grid before upsampling was tried and dropped: since the fused kernel was vectorised it saves
-5 ms of a 520 ms step and changes 2 % of the pixels.)
-
-``nonkey_scale=s < 1`` (fp32 or bf16) is a further, costlier trade: FlowNet and CoNet see non-keyframes
-resized by ``s`` (about s² of their FLOPs); the flow is resized back to the 1/4 grid with its values
-scaled, and CoNet's finest decoder feature and edge logits are resized to the 1/4 grid, where they meet
-the full-detail warped logits in CoNet's last 1×1 convolution (the keyframe network always sees the
-full frame). Speed ratios and mIoU changes are measured by ``tools/benchmark.py`` (``--compare``,
-``--fast-accuracy``; README "Speed").
+``fast=True`` trades a measured accuracy change for speed: the three networks hold bf16 weights and
+run in bf16 (rather than bf16 autocast, which re-casts the fp32 weights at every call), and the
+Winograd layers multiply in bf16 (their transforms stay fp32); outputs return in fp32 for the warp and
+the fused merge. ``nonkey_scale=s < 1`` further runs FlowNet and CoNet on non-keyframes resized by
+``s`` (about s² of their FLOPs): the flow is resized back to the 1/4 grid with its values scaled,
+and CoNet's finest decoder feature and edge logits meet the full-detail warped logits on the 1/4 grid
+in CoNet's last 1×1 convolution. Speed and accuracy of each variant: ``python -m tools.benchmark``
+(``--compare``, ``--fast-accuracy``) and docs/speed.md.
 """
 from __future__ import annotations
 

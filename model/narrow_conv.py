@@ -1,13 +1,11 @@
 """3×3 convolutions with a few output channels (FlowNet's flow heads, CoNet's edge head) on CPU.
 
-oneDNN's direct kernel runs a 3×3 convolution with two output channels at 10–25 GFLOP/s: there is
-too little output to vectorise over. The same layer is one matrix product of the NHWC map with the
+oneDNN's direct kernel runs a 3×3 convolution with two output channels far below the CPU's peak:
+there is too little output to vectorise over. The same layer is one matrix product of the NHWC map with the
 filter taps side by side, ``Y[p, (ty, tx, k)] = Σ_c x[p, c] · g[k, c, ty, tx]`` (C × 9K, run by oneDNN
 near its peak), then nine shifted sums of the thin result,
-``y[p, k] = bias[k] + Σ_{ty, tx} Y[p + (ty − 1, tx − 1), (ty, tx, k)]`` (zero past the edge). At
-1024×2048 this takes FlowNet's ``predict_flow2`` (74 → 2 channels on the ¼ grid) from 15 to 9 ms and
-the six narrow layers of a non-keyframe step from about 32 to 18 ms, with float32 results closer to the
-float64 convolution than the direct kernel's. A layer whose input is a channel concatenation can take
+``y[p, k] = bias[k] + Σ_{ty, tx} Y[p + (ty − 1, tx − 1), (ty, tx, k)]`` (zero past the edge), with
+float32 results closer to the float64 convolution than the direct kernel's. A layer whose input is a channel concatenation can take
 the pieces instead (one matrix product each, summed): FlowNet's last head reads its three inputs where
 they lie instead of a 74-channel copy of them. Only float32 CPU maps take this path: in bfloat16 the
 shifted sums of the rounded ``Y`` are slower than oneDNN's bf16 kernel and 4× less exact, and GPUs
