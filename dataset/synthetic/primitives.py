@@ -36,6 +36,7 @@ class PrimitiveTable:
             color2: Sequence[float] = (0, 0, 0), params: Sequence[float] = (), vel: Sequence[float] = (0, 0, 0),
             osc: Sequence[float] = (0, 0, 0), freq: float = 0.0, phase: float = 0.0, shape: int = BOX,
             tex: int = 0) -> None:
+        """Append one primitive (the columns of the class docstring; ``params`` padded to 8)."""
         p = np.zeros(8)
         p[:len(params)] = params
         self.rows.append((shape, kind, cls, lo, hi, vel, osc, freq, phase, color, color2, p, tex))
