@@ -31,7 +31,7 @@ from .dmnet import DMNet
 from .blocks import quarter_size
 from .flownet import FlowNetS
 from .fusion import crop
-from .stream import Stream, StreamingNet
+from .stream import StreamingNet
 from .warp import warp
 
 KEYFRAME_NETWORKS = ("deeplabv3plus", "csrnet")
@@ -209,10 +209,6 @@ class DAVSS(StreamingNet):
                    warped=[self.carried_logits(c) for c in carried],
                    warped_images=[c[:, self.num_classes:] for c in carried])
         return out
-
-    def stream(self) -> Stream:
-        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time (:class:`model.stream.Stream`)."""
-        return Stream(self)
 
     # ---------------------------------------------------------------- training
     def _pseudo_label(self, frame: Tensor, size: tuple[int, int]) -> Tensor:

@@ -19,7 +19,7 @@ from .flownet import FlowNetS
 from .blocks import upsample4
 from .fusion import coarse_distortion, crop, fuse, merge_argmax, upsample_argmax
 from .losses import LOSS_WEIGHTS, EVSSLosses, edge_loss, edge_semantic_loss
-from .stream import Stream, StreamingNet
+from .stream import StreamingNet
 from .warp import warp
 
 DEFAULT_WF = 0.2
@@ -63,7 +63,9 @@ class EVSS(StreamingNet):
         ignore_index: ignored label of the semantic losses (255 Cityscapes, 11 CamVid).
 
     ``forward`` is the stage-2 training step (so DistributedDataParallel sees it); inference goes
-    through :meth:`segment_clip` or :meth:`stream`. CSRNet is frozen and kept in eval mode while
+    through :meth:`segment_clip` or :meth:`stream` (``pred_only=True``: prediction through the fused
+    merge-argmax operator, no full-resolution logits; for BN folding, ``channels_last`` and Winograd as
+    well, see :func:`model.inference.optimize_for_inference`). CSRNet is frozen and kept in eval mode while
     ``freeze_keyframe`` is True (the original's stage 2).
     """
 
@@ -143,15 +145,6 @@ class EVSS(StreamingNet):
         warped.append(out["warped"])
         out.update(key_logits=key_logits, flows=flows, warped=warped)
         return out
-
-    def stream(self, wf: float | None = None, pred_only: bool = False) -> Stream:
-        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time (:class:`model.stream.Stream`).
-
-        ``pred_only=True``: steps return ``pred`` (and the 1/4-grid products) without full-resolution
-        logits, through the fused merge-argmax operator (same prediction up to float rounding). For BN
-        folding and ``channels_last`` as well, see :func:`model.inference.optimize_for_inference`.
-        """
-        return Stream(self, wf, pred_only)
 
     # ---------------------------------------------------------------- training (stage 2)
     def forward(self, frames: Tensor, edge_label: Tensor) -> dict:

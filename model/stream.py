@@ -88,6 +88,10 @@ class StreamingNet(nn.Module):
         """The frame in the layout and precision the networks run in (default: as it is)."""
         return frame
 
+    def stream(self, wf: float | None = None, pred_only: bool = False) -> "Stream":
+        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time (see :class:`Stream`)."""
+        return Stream(self, wf, pred_only)
+
 
 class StreamState(NamedTuple):
     """What a stream carries between steps (all None before the first keyframe)."""

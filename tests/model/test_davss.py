@@ -13,8 +13,10 @@ from dataset.transforms import train_transform
 from dataset.triplets import TripletDataset
 from engine.distortion import DistortionQuality, evaluate_distortion
 from engine.evaluate import WindowEvaluator
+from engine.stages import train
 from engine.trainer import HalfStepFactor
 from model import build_davss
+from model.checkpoint import read_state_dict
 
 
 def _pairs(max_distance=10, clip_len=12):
@@ -118,18 +120,17 @@ def test_step_schedule():
     assert [f(s) for s in (0, 5, 6, 10, 20)] == [1.0, 1.0, 0.1, 0.1, 0.1]
 
 
+@pytest.mark.slow
 def test_both_training_stages_run_a_few_iterations(tmp_path):
-    from model.checkpoint import read_state_dict
-    from tools import train
 
     tiny = ["data.synthetic.train_clips=1", "data.synthetic.val_clips=1", "data.synthetic.clip_len=11",
             "data.synthetic.height=32", "data.synthetic.width=48", "data.val_limit=1", "data.flip=0.5",
             "model.keyframe_checkpoint=null", "model.flownet=null", "model.allow_random_keyframe=true",
             "train.iters=2", "train.batch_size=2", "train.eval_every_iters=null", "train.ckpt_every_iters=null",
             "train.progress=false", "train.tb_images=1", "eval.distances=[1,9]", "threads=1"]
-    first = train.run("davss_dmnet", "configs/synthetic_davss_dmnet.yaml", tiny + [f"out_dir={tmp_path / 'dm'}"])
+    first = train("davss_dmnet", "configs/synthetic_davss_dmnet.yaml", tiny + [f"out_dir={tmp_path / 'dm'}"])
     assert first["iteration"] == 2 and math.isfinite(first["metrics"]["l1_d9"])
-    second = train.run("davss", "configs/synthetic_davss.yaml",
+    second = train("davss", "configs/synthetic_davss.yaml",
                        tiny + [f"out_dir={tmp_path / 'c'}", f"model.dmnet={tmp_path / 'dm' / 'final.pth'}"])
     assert second["iteration"] == 2 and set(second["metrics"]) >= {"miou_d1", "miou_d9", "miou_warp_d9"}
     dm_state = read_state_dict(tmp_path / "dm" / "final.pth")
