@@ -1,9 +1,9 @@
 """The training loop every stage shares.
 
-A *stage* (see :class:`Stage`) supplies the model, its parameter groups, the data, the loss of one
-batch and an evaluation hook; :class:`Trainer` does the rest: distributed set-up, Adam + cosine
-schedule, mixed precision, checkpoints with full resume state, TensorBoard, progress, and the
-non-finite-loss stop.
+A *stage* (:class:`engine.stages.base.Stage`, one module per stage under ``engine/stages/``)
+supplies the model, its parameter groups, the data, the loss of one batch and an evaluation hook;
+:class:`Trainer` does the rest: distributed set-up, Adam + cosine schedule, mixed precision,
+checkpoints with full resume state, TensorBoard, progress, and the non-finite-loss stop.
 
 Run folder::
 
@@ -27,21 +27,25 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from . import distributed as ddp
 from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from .config import plain, save_config
 from .environment import collect_env, git_revision
 
+if TYPE_CHECKING:  # the stages import this module (engine.stages.train runs a Trainer)
+    from .stages.base import Stage
+
 log = logging.getLogger("evss.train")
 
-#: Defaults every stage shares; a stage adds its own sections (see tools/train.py).
+#: Defaults every stage shares; a stage adds its own sections (see :func:`engine.stages.defaults`).
 TRAINER_DEFAULTS: dict[str, Any] = {
     "seed": 666,
     "deterministic": False,
@@ -85,50 +89,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names the iteration, the samples and the last checkpoint."""
-
-
-def encoder_decoder_param_groups(model: nn.Module, optim: Mapping[str, Any]) -> list[dict]:
-    """Two optimizer groups for a model with ``encoder_parameters()`` and ``decoder_parameters()`` (a
-    pretrained backbone and a new head): the encoder's learning rate and weight decay are the
-    ``optim`` ones scaled by ``optim["backbone_factor"]``, the decoder's are unscaled."""
-    f = float(optim["backbone_factor"])
-    return [{"params": model.encoder_parameters(), "lr": optim["lr"] * f, "weight_decay": optim["weight_decay"] * f,
-             "name": "encoder"},
-            {"params": model.decoder_parameters(), "lr": optim["lr"], "weight_decay": optim["weight_decay"],
-             "name": "decoder"}]
-
-
-class Stage:
-    """What a training stage supplies; subclass and override."""
-
-    name = "stage"
-    #: key of the evaluation result whose increase makes ``best.pth``
-    score_name = "score"
-
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
-
-    def build_model(self) -> nn.Module:
-        raise NotImplementedError
-
-    def param_groups(self, model: nn.Module) -> list[dict]:
-        """Optimizer groups: dicts with ``params`` and optionally ``lr``, ``weight_decay``, ``name``."""
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "name": "all"}]
-
-    def train_dataset(self) -> Dataset:
-        raise NotImplementedError
-
-    def val_dataset(self) -> Dataset | None:
-        return None
-
-    def train_step(self, model: nn.Module, batch: dict) -> dict[str, Tensor]:
-        """Losses of one batch (already on the device); must contain the scalar ``loss``."""
-        raise NotImplementedError
-
-    def evaluate(self, model: nn.Module, dataset: Dataset, device: torch.device) -> dict:
-        """``{"metrics": {name: float}, "images": {name: 3×H×W float in [0, 1]}}``; metrics must hold
-        :attr:`score_name` (higher is better). Called on rank 0 with the unwrapped model in eval mode."""
-        return {"metrics": {}, "images": {}}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -258,7 +218,7 @@ class Trainer:
         atomic_write_text(git_revision() + "\n", self.run_dir / "git_revision")
         self._log_file = open(self.run_dir / "log.txt", "a")
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: slow to import, training goes on without it
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         except Exception as err:  # tensorboard missing or broken: train anyway
             self.log(f"TensorBoard disabled: {type(err).__name__}: {err}")
@@ -471,7 +431,6 @@ class Trainer:
         stop_after = tcfg["stop_after"]
         progress = None
         if self.dist.is_main and tcfg["progress"]:
-            from tqdm import tqdm
             progress = tqdm(total=self.total_iters, initial=self.iteration, desc=self.stage.name, dynamic_ncols=True,
                             file=sys.stderr, mininterval=2.0)
         stopped = False

@@ -22,10 +22,13 @@ from pathlib import Path
 
 import torch
 
+from dataset import CITYSCAPES, colorize
 from engine.atomic import atomic_write_json, atomic_write_text
 from engine.environment import collect_env
 from engine.evaluate import evaluate_distances
 from engine.report import pct, plot_miou, results_markdown
+from engine.stages import resolve_config, train
+from engine.stages.data import build_val_set
 from model import build_evss, load_checkpoint
 from model.blocks import upsample4
 from model.fusion import crop
@@ -36,8 +39,6 @@ DISTANCES = tuple(range(1, 10))
 
 def train_stages(out: Path, overrides: dict[str, list[str]], threads: int) -> dict[str, float]:
     """Train (or reuse) the three stages; returns the wall time of each in seconds."""
-    from tools import train
-
     seconds = {}
     for stage in STAGES:
         final = out / stage / "final.pth"
@@ -50,7 +51,7 @@ def train_stages(out: Path, overrides: dict[str, list[str]], threads: int) -> di
             extra += [f"model.csrnet={out / 'csrnet' / 'final.pth'}", f"model.flownet={out / 'flownet' / 'final.pth'}"]
         start = time.perf_counter()
         print(f"[demo] training {stage} (configs/synthetic_{stage}.yaml)", flush=True)
-        train.run(stage, f"configs/synthetic_{stage}.yaml", extra + overrides.get(stage, []))
+        train(stage, f"configs/synthetic_{stage}.yaml", extra + overrides.get(stage, []))
         seconds[stage] = round(time.perf_counter() - start, 1)
         print(f"[demo] {stage} done in {seconds[stage]} s", flush=True)
     return seconds
@@ -78,12 +79,10 @@ def time_steps(net, frames: torch.Tensor, repeats: int = 5) -> dict[str, float]:
 
 def clip_figure(net, sample: dict, path: Path, classes) -> None:
     """Keyframe, target, ground truth, plain warping, EVSS and its distortion map at d = 9."""
-    import matplotlib
+    import matplotlib  # optional heavy dependency, needed for this figure only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from dataset.labels import colorize
 
     frames = sample["frames"]
     size = tuple(frames.shape[-2:])
@@ -139,8 +138,6 @@ def main(argv=None) -> dict:
 
     train_seconds = train_stages(out, overrides, args.threads)
 
-    from tools.train import build_val_set, resolve_config
-
     cfg = resolve_config("evss", "configs/synthetic_evss.yaml", overrides.get("evss", []))
     val_set = build_val_set(cfg, length=max(DISTANCES) + 1)
     net = build_evss(cfg["data"]["num_classes"], wf=cfg["model"]["wf"])
@@ -154,8 +151,6 @@ def main(argv=None) -> dict:
     eval_seconds = time.perf_counter() - eval_start
     sample = val_set[0]
     speed = time_steps(net, sample["frames"])
-
-    from dataset.labels import CITYSCAPES
 
     plot_miou(results, out / "miou_vs_distance.png", "EVSS on the synthetic validation clips")
     clip_figure(net, sample, out / "clip.png", CITYSCAPES)

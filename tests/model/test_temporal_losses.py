@@ -183,7 +183,7 @@ def test_flow_warping_loss_consistent_masked_and_hand_value():
 def test_etc_training_iterations(tmp_path):
     """A few stage-1 iterations with every ETC term on tiny synthetic pairs (teacher = a CSRNet file)."""
     from model import CSRNet
-    from tools import train as train_tool
+    from engine.stages import train
 
     teacher = tmp_path / "teacher.pth"
     torch.manual_seed(0)
@@ -191,7 +191,7 @@ def test_etc_training_iterations(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        summary = train_tool.run("csrnet", None, [
+        summary = train("csrnet", None, [
             f"out_dir={tmp_path / 'run'}", "device=cpu", "data.synthetic.height=32", "data.synthetic.width=64",
             "data.synthetic.train_clips=1", "data.synthetic.val_clips=1", "data.synthetic.clip_len=3",
             "data.val_limit=1", "data.crop=[32,48]", "data.scale=null", "train.batch_size=2", "train.iters=2",
@@ -206,7 +206,7 @@ def test_etc_training_iterations(tmp_path):
 
 def test_etc_distillation_without_teacher_is_a_config_error(tmp_path):
     from engine.config import ConfigError
-    from tools import train as train_tool
+    from engine.stages import train
 
     with pytest.raises(ConfigError, match="teacher_checkpoint"):
-        train_tool.run("csrnet", None, [f"out_dir={tmp_path}", "etc.distill_weight=1.0"])
+        train("csrnet", None, [f"out_dir={tmp_path}", "etc.distill_weight=1.0"])

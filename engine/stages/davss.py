@@ -1,24 +1,18 @@
-"""Train DAVSS as the original (DAVSS.md §8): stage ``davss_dmnet``, then stage ``davss``.
+"""DAVSS's two stages as its original release (Zhuang et al., TCSVT 2020): ``davss_dmnet``, then ``davss``.
 
-    python -m tools.train_davss --stage davss_dmnet --config configs/<recipe>_davss_dmnet.yaml [key=value ...]
-    python -m tools.train_davss --stage davss --config configs/<recipe>_davss.yaml [key=value ...]
+davss_dmnet  DMNet alone (keyframe network and FlowNet frozen, in eval mode): BCE of the distortion
+             map against the mismatch between the warped prediction and the keyframe network's own
+             prediction, two chained steps per sample; Adam 1e-4, ×0.1 after half of the iterations.
+             Evaluation: per distance, the L1 between map and mismatch (the original's measure) and
+             precision/recall/IoU of the map thresholded at 0.5; best = lowest mean L1.
+davss        the correction stage (keyframe network and DMNet frozen; FlowNet and CFNet trained):
+             loss_semantic (warped and merged logits, step 2 against img_2's pseudo-label, step 3
+             against the ground truth) + loss_cfnet (per-pixel CFNet loss weighted by the map;
+             ``model.cfnet_loss_broadcast=true`` for the original's N×N broadcast); Adam 1e-4, ×0.1
+             after half; evaluation at d = 1, 5, 9 as EVSS's stage 2 (best = their mean mIoU).
 
-(the same as ``python -m tools.train --stage davss_dmnet|davss ...``; torchrun, resume, TensorBoard
-and overrides as for every stage, see tools/train.py).
-
-Stages
-  davss_dmnet  DMNet alone (keyframe network and FlowNet frozen, in eval mode): BCE of the distortion
-               map against the mismatch between the warped prediction and the keyframe network's own
-               prediction, two chained steps per sample; Adam 1e-4, ×0.1 after half of the iterations.
-               Evaluation: per distance, the L1 between map and mismatch (the original's measure) and
-               precision/recall/IoU of the map thresholded at 0.5; best = lowest mean L1.
-  davss        the correction stage (keyframe network and DMNet frozen; FlowNet and CFNet trained):
-               loss_semantic (warped and merged logits, step 2 against img_2's pseudo-label, step 3
-               against the ground truth) + loss_cfnet (per-pixel CFNet loss weighted by the map;
-               ``model.cfnet_loss_broadcast=true`` for the original's N×N broadcast); Adam 1e-4, ×0.1
-               after half; evaluation at d = 1, 5, 9 (best = their mean mIoU).
-Samples: every labelled frame t gives [t − j, t − k, t] for j = 2 … ``data.max_distance`` with k drawn
-once in 1 … j − 1 (:class:`dataset.triplets.TripletDataset`).
+Samples: every labelled frame t gives [t − j, t − k, t] for j = 2 … ``data.max_distance`` with k
+drawn once in 1 … j − 1 (:func:`engine.stages.data.build_triplet_set`).
 
 Weights (``model.*``): ``init`` a whole DAVSS checkpoint (released scnet/scnet_ddp or this project's);
 ``pretrained`` the original's deeplab + flownet file; ``keyframe_checkpoint`` the keyframe network
@@ -27,17 +21,25 @@ stage-1b run, or the FlowNet part of an EVSS/DAVSS checkpoint); ``dmnet`` the DM
 file or the final.pth of a ``davss_dmnet`` run). Later entries override earlier ones.
 ``model.dmnet_bn_momentum`` sets every DMNet BatchNorm's momentum: the original's 0.0003 inside the
 separable units needs ~10^4 updates before the running statistics (used at evaluation) are those of
-the data; short runs need a larger one (measured on the synthetic demo: after 150 iterations at
-0.0003 the evaluation-mode map was 0 everywhere).
+the data; short runs need a larger one (on the synthetic demo, after 150 iterations at 0.0003 the
+evaluation-mode map was 0 everywhere).
 """
 from __future__ import annotations
 
 import logging
 
+import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from engine.config import ConfigError
-from engine.trainer import Stage
+from engine.distortion import evaluate_distortion
+from model import build_davss, load_checkpoint
+from model.checkpoint import read_state_dict
+
+from .base import Stage, val_indices
+from .data import build_triplet_set, build_val_set
+from .evss import evaluate_at_distances
 
 log = logging.getLogger("evss.train")
 
@@ -54,31 +56,9 @@ DAVSS_MODEL_DEFAULTS = {
     "allow_random_keyframe": False,
 }
 
-DAVSS_STAGE_DEFAULTS = {
-    "davss_dmnet": {
-        "train": {"epochs": 100, "batch_size": 12, "eval_every": 5, "eval_first": False},
-        "optim": {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "schedule": "step",
-                  "schedule_unit": "iter"},
-        "data": {"crop": None, "scale": None, "flip": 0.0, "max_distance": 10},
-        "model": dict(DAVSS_MODEL_DEFAULTS),
-        "eval": {"distances": [1, 5, 9], "threshold": 0.5},
-    },
-    "davss": {
-        "train": {"epochs": 100, "batch_size": 4, "eval_every": 5, "eval_first": False,
-                  "find_unused_parameters": True},
-        "optim": {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "schedule": "step",
-                  "schedule_unit": "iter"},
-        "data": {"crop": [512, 1024], "scale": None, "flip": 0.0, "max_distance": 10},
-        "model": dict(DAVSS_MODEL_DEFAULTS),
-        "eval": {"distances": [1, 5, 9], "plain_warp": True},
-    },
-}
-
 
 def _load_part(module: nn.Module, path: str, part: str) -> None:
     """Load ``path`` into ``module``: the ``part.*`` entries of a whole-net file, else the file itself."""
-    from model import load_checkpoint
-    from model.checkpoint import read_state_dict
     state = read_state_dict(path)
     prefixed = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + ".")}
     load_checkpoint(module, prefixed or state)
@@ -86,7 +66,6 @@ def _load_part(module: nn.Module, path: str, part: str) -> None:
 
 def build_davss_net(cfg: dict) -> nn.Module:
     """The DAVSS net of a config, weights loaded as ``model.*`` says (see the module doc)."""
-    from model import build_davss, load_checkpoint
     m, d = cfg["model"], cfg["data"]
     net = build_davss(d["num_classes"], align_corners=bool(m["align_corners"]), keyframe=m["keyframe"],
                       ignore_index=d["ignore_index"], cfnet_loss_broadcast=bool(m["cfnet_loss_broadcast"]))
@@ -115,25 +94,19 @@ def _check_keyframe(cfg: dict, stage: str) -> None:
                           "model.allow_random_keyframe=true for tests")
 
 
-def triplet_dataset(cfg: dict):
-    """The training samples of both DAVSS stages (see :class:`dataset.triplets.TripletDataset`)."""
-    from dataset.triplets import TripletDataset
-    from tools.train import _transform, build_train_set
-    max_distance = int(cfg["data"]["max_distance"])
-    pairs = build_train_set(_no_augmentation(cfg), list(range(-max_distance, 0)))
-    return TripletDataset(pairs, max_distance, _transform(cfg), seed=cfg["seed"])
-
-
-def _no_augmentation(cfg: dict) -> dict:
-    data = dict(cfg["data"], crop=None, scale=None, flip=0.0)
-    return dict(cfg, data=data)
-
-
 class DAVSSDMNetStage(Stage):
-    """Stage ``davss_dmnet`` (see the module doc)."""
+    """DAVSS stage 1: the distortion-map network DMNet alone, the rest frozen."""
 
     name = "davss_dmnet"
     score_name = "score"
+    defaults = {
+        "train": {"epochs": 100, "batch_size": 12, "eval_every": 5, "eval_first": False},
+        "optim": {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "schedule": "step",
+                  "schedule_unit": "iter"},
+        "data": {"crop": None, "scale": None, "flip": 0.0, "max_distance": 10},
+        "model": dict(DAVSS_MODEL_DEFAULTS),
+        "eval": {"distances": [1, 5, 9], "threshold": 0.5},
+    }
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -147,21 +120,18 @@ class DAVSSDMNetStage(Stage):
     def param_groups(self, model: nn.Module) -> list[dict]:
         return [{"params": list(model.dmnet.parameters()), "name": "dmnet"}]
 
-    def train_dataset(self):
-        return triplet_dataset(self.cfg)
+    def train_dataset(self) -> Dataset:
+        return build_triplet_set(self.cfg)
 
-    def val_dataset(self):
-        from tools.train import build_val_set
+    def val_dataset(self) -> Dataset | None:
         return build_val_set(self.cfg, length=max(self.cfg["eval"]["distances"]) + 1)
 
     def train_step(self, model: nn.Module, batch: dict) -> dict:
         return {"loss": model(batch["frames"])["loss"]}
 
-    def evaluate(self, model: nn.Module, dataset, device) -> dict:
-        from engine.distortion import evaluate_distortion
-        from tools.train import _val_indices
+    def evaluate(self, model: nn.Module, dataset: Dataset, device: torch.device) -> dict:
         e = self.cfg["eval"]
-        indices = _val_indices(dataset, self.cfg["data"]["val_limit"])
+        indices = val_indices(dataset, self.cfg["data"]["val_limit"])
         res = evaluate_distortion({"davss": model}, dataset, e["distances"], device, indices=indices,
                                   threshold=float(e["threshold"]), progress=False)["davss"]
         metrics = {}
@@ -173,10 +143,19 @@ class DAVSSDMNetStage(Stage):
 
 
 class DAVSSStage(Stage):
-    """Stage ``davss`` (see the module doc); validation as EVSS's stage 2 (d = 1, 5, 9 and plain warping)."""
+    """DAVSS stage 2: the correction (FlowNet + CFNet) with the keyframe network and DMNet frozen."""
 
     name = "davss"
     score_name = "miou_mean"
+    defaults = {
+        "train": {"epochs": 100, "batch_size": 4, "eval_every": 5, "eval_first": False,
+                  "find_unused_parameters": True},
+        "optim": {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "schedule": "step",
+                  "schedule_unit": "iter"},
+        "data": {"crop": [512, 1024], "scale": None, "flip": 0.0, "max_distance": 10},
+        "model": dict(DAVSS_MODEL_DEFAULTS),
+        "eval": {"distances": [1, 5, 9], "plain_warp": True},
+    }
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -191,22 +170,15 @@ class DAVSSStage(Stage):
         return [{"params": list(model.flownet.parameters()), "name": "flownet"},
                 {"params": list(model.cfnet.parameters()), "name": "cfnet"}]
 
-    def train_dataset(self):
-        return triplet_dataset(self.cfg)
+    def train_dataset(self) -> Dataset:
+        return build_triplet_set(self.cfg)
 
-    def val_dataset(self):
-        from tools.train import build_val_set
+    def val_dataset(self) -> Dataset | None:
         return build_val_set(self.cfg, length=max(self.cfg["eval"]["distances"]) + 1)
 
     def train_step(self, model: nn.Module, batch: dict) -> dict:
         out = model(batch["frames"], batch["label"])
         return {k: v for k, v in out.items() if k.startswith("loss")}
 
-    def evaluate(self, model: nn.Module, dataset, device) -> dict:
-        from tools.train import EVSSStage
-        return EVSSStage.evaluate(self, model, dataset, device)
-
-
-if __name__ == "__main__":
-    from tools.train import main
-    main()
+    def evaluate(self, model: nn.Module, dataset: Dataset, device: torch.device) -> dict:
+        return evaluate_at_distances(self.cfg, model, dataset, device)

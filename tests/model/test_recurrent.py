@@ -78,6 +78,7 @@ def test_fresh_recurrent_net_is_its_csrnet_and_loads_stage1_weights():
     assert load_checkpoint(other, {"model": csrnet.state_dict()}) == "csrnet"
 
 
+@pytest.mark.slow
 def test_streaming_equals_batched_sequence_forward():
     torch.manual_seed(0)
     for cell in ("convlstm", "convgru"):
@@ -107,48 +108,3 @@ def test_sequence_gradients_through_time():
     # the last output depends on the first frame only through the recurrent state
     assert frames.grad[:, 0].abs().sum() > 0
     assert net.temporal.cell.gates.weight.grad.abs().sum() > 0
-
-
-def test_recurrent_stage_training_iterations(tmp_path):
-    """A few truncated-BPTT iterations of each cell with the thesis's losses on tiny synthetic windows,
-    starting from a stage-1 CSRNet checkpoint."""
-    from engine.config import ConfigError
-    from tools import train as train_tool
-
-    csrnet = tmp_path / "csrnet.pth"
-    torch.manual_seed(0)
-    torch.save({"model": CSRNet(19).state_dict()}, csrnet)
-    common = ["device=cpu", "data.synthetic.height=32", "data.synthetic.width=64", "data.synthetic.train_clips=1",
-              "data.synthetic.val_clips=1", "data.synthetic.clip_len=4", "data.val_limit=1", "data.crop=[32,64]",
-              "train.batch_size=2", "train.iters=2", "train.workers=0", "train.progress=false",
-              "train.log_every=1", "train.tb_images=0", "recurrent.window=2", "recurrent.eval_window=3",
-              "recurrent.change_weight=0.5", "recurrent.smoothing_weight=0.01", "recurrent.warping_weight=0.5",
-              "recurrent.smoothing_kernel=[5,9]", "recurrent.smoothing_sigma=[2.0,4.0]", "model.hidden_channels=8"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for cell in ("convlstm", "convgru"):
-            out = tmp_path / cell
-            summary = train_tool.run("recurrent", None, common + [f"out_dir={out}", f"model.cell={cell}",
-                                                                  f"model.csrnet={csrnet}"])
-            assert summary["iteration"] == 2 and 0.0 <= summary["metrics"]["miou"] <= 1.0
-            net = RecurrentCSRNet(19, cell=cell, hidden_channels=8)
-            assert load_checkpoint(net, out / "final.pth") == ""
-        with pytest.raises(ConfigError, match="model.csrnet"):
-            train_tool.run("recurrent", None, common + [f"out_dir={tmp_path / 'x'}"])
-    finally:
-        torch.set_num_threads(threads)
-
-
-def test_synthetic_training_windows_are_the_stage1_frames():
-    """Recurrent training sees exactly the scenes and frames of the per-frame training set."""
-    from dataset.synthetic import SyntheticVideoDataset
-    from tools.train_temporal import SyntheticClipWindows
-
-    windows = SyntheticClipWindows("train", 2, 6, 32, 64, 19, 3, 0)
-    assert len(windows) == 2 * 4
-    pairs = SyntheticVideoDataset("train", "train", num_clips=2, clip_len=6, height=32, width=64, offsets=(-1,))
-    window = windows[windows.items.index((1, 2))]                       # frames 2, 3, 4 of clip 1
-    pair = pairs[next(i for i, (c, t, _) in enumerate(pairs.items) if (c, t) == (1, 4))]   # frames 3, 4
-    assert torch.equal(window["frames"][1:], pair["frames"]) and torch.equal(window["label"], pair["label"])
-    assert window["labels"].shape == (3, 32, 64)

@@ -1,4 +1,5 @@
-"""Training engine and stages on tiny synthetic data (32×64 frames, a few iterations each)."""
+"""The stage registry, configs, and the trainer running each stage on tiny synthetic data (32×64
+frames, a few iterations each)."""
 from __future__ import annotations
 
 import os
@@ -10,11 +11,15 @@ import pytest
 import torch
 import yaml
 
+from engine import distributed
 from engine.config import ConfigError, build_config, parse_override
+from engine.stages import STAGES, defaults, get_stage, resolve_config, train
+from engine.stages.csrnet import CSRNetStage
 from engine.trainer import NonFiniteLossError, Trainer
-from tools import train as train_tool
+from model import CSRNet, load_checkpoint
+from model.recurrent import RecurrentCSRNet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -48,60 +53,66 @@ def assert_same_weights(a: dict, b: dict, atol=0.0, rtol=0.0):
 
 # ------------------------------------------------------------------------------------------- config
 def test_config_overrides(tmp_path):
-    defaults = train_tool.defaults("csrnet")
+    csrnet_defaults = defaults("csrnet")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"optim": {"lr": "2e-4"}, "data": {"crop": [16, 32]}}))
-    cfg = build_config(defaults, recipe, ["optim.lr=1e-4", "train.amp=bf16", "data.scale=[0.5, 1.5]",
-                                          "train.iters=7", "train.freeze_bn=true", "data.offsets=null",
-                                          "data.synthetic.height=48"])
+    cfg = build_config(csrnet_defaults, recipe, ["optim.lr=1e-4", "train.amp=bf16", "data.scale=[0.5, 1.5]",
+                                                 "train.iters=7", "train.freeze_bn=true", "data.offsets=null",
+                                                 "data.synthetic.height=48"])
     assert cfg["optim"]["lr"] == pytest.approx(1e-4) and isinstance(cfg["optim"]["lr"], float)
     assert cfg["data"]["crop"] == [16, 32] and cfg["data"]["scale"] == [0.5, 1.5]
     assert cfg["train"]["amp"] == "bf16" and cfg["train"]["iters"] == 7 and cfg["train"]["freeze_bn"] is True
     assert cfg["data"]["synthetic"]["height"] == 48
-    assert defaults["optim"]["lr"] == pytest.approx(4e-4)  # defaults untouched
+    assert csrnet_defaults["optim"]["lr"] == pytest.approx(4e-4)  # defaults untouched
     assert parse_override("a.b=[1, 5, 9]") == ("a.b", [1, 5, 9])
 
     with pytest.raises(ConfigError, match=r"'optim\.lrr'.*did you mean 'optim\.lr'"):
-        build_config(defaults, None, ["optim.lrr=1"])
+        build_config(csrnet_defaults, None, ["optim.lrr=1"])
     with pytest.raises(ConfigError, match=r"'nosuch\.key'"):
-        build_config(defaults, None, ["nosuch.key=1"])
+        build_config(csrnet_defaults, None, ["nosuch.key=1"])
     with pytest.raises(ConfigError, match="key=value"):
-        build_config(defaults, None, ["optim.lr"])
+        build_config(csrnet_defaults, None, ["optim.lr"])
     with pytest.raises(ConfigError, match="expects a number"):
-        build_config(defaults, None, ["optim.lr=fast"])
+        build_config(csrnet_defaults, None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="is a section"):
-        build_config(defaults, None, ["optim=3"])
+        build_config(csrnet_defaults, None, ["optim=3"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epoch: 3\n")
     with pytest.raises(ConfigError, match=r"'train\.epoch'.*bad\.yaml.*'train\.epochs'"):
-        build_config(defaults, bad)
+        build_config(csrnet_defaults, bad)
     # stage-specific sections exist only for their stage
     with pytest.raises(ConfigError, match=r"'flow\.mode'"):
-        build_config(defaults, None, ["flow.mode=both"])
-
-
-def test_cli_bad_key_exits_with_message(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tools.train", "--stage", "flownet", "--print-config",
-                           "flow.mdoe=both"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "flow.mdoe" in proc.stderr and "flow.mode" in proc.stderr
+        build_config(csrnet_defaults, None, ["flow.mode=both"])
 
 
 def test_every_shipped_config_resolves():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
-        cfg = train_tool.resolve_config(None, str(path), [])
-        assert cfg["stage"] in train_tool.STAGES, path
+        cfg = resolve_config(None, str(path), [])
+        assert cfg["stage"] in STAGES, path
+
+
+def test_registry_holds_every_stage_and_names_the_valid_ones():
+    names = ["csrnet", "flownet", "evss", "recurrent", "davss_dmnet", "davss"]
+    assert sorted(STAGES) == sorted(names)
+    for name in names:
+        assert get_stage(name).name == name
+        assert defaults(name)["stage"] == name
+    with pytest.raises(ConfigError, match="unknown stage 'nope'; valid stages: " + ", ".join(sorted(names))):
+        get_stage("nope")
+    with pytest.raises(ConfigError, match="valid stages"):
+        train("nope")
 
 
 # ------------------------------------------------------------------------------------------- stages
 @pytest.fixture(scope="module")
 def csrnet_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("csrnet")
-    summary = train_tool.run("csrnet", None, tiny(out) + ["train.iters=2", "data.crop=[32,48]",
+    summary = train("csrnet", None, tiny(out) + ["train.iters=2", "data.crop=[32,48]",
                                                           "data.scale=[0.75,1.25]", "model.pretrained_backbone=false"])
     return out, summary
 
 
+@pytest.mark.slow
 def test_stage_csrnet(csrnet_run):
     out, summary = csrnet_run
     assert summary["iteration"] == 2 and not summary["stopped_early"]
@@ -114,22 +125,23 @@ def test_stage_csrnet(csrnet_run):
     groups = {g["name"]: g for g in state["optimizer"]["param_groups"]}
     assert groups["encoder"]["weight_decay"] == pytest.approx(groups["decoder"]["weight_decay"] / 4)
     assert yaml.safe_load((out / "config.yaml").read_text())["stage"] == "csrnet"
-    from model import CSRNet, load_checkpoint
     load_checkpoint(CSRNet(19), out / "final.pth")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["distill", "both"])
 def test_stage_flownet(tmp_path, mode):
-    summary = train_tool.run("flownet", None, tiny(tmp_path) + ["train.iters=1", f"flow.mode={mode}"])
+    summary = train("flownet", None, tiny(tmp_path) + ["train.iters=1", f"flow.mode={mode}"])
     assert summary["iteration"] == 1
     assert summary["metrics"]["epe"] >= 0 and summary["metrics"]["score"] == -summary["metrics"]["epe"]
     state = load(tmp_path / "final.pth")
     assert "predict_flow2.weight" in state["model"]
 
 
+@pytest.mark.slow
 def test_stage_evss(tmp_path, csrnet_run):
     csr_out, _ = csrnet_run
-    summary = train_tool.run("evss", None, tiny(tmp_path, clip_len=4) + [
+    summary = train("evss", None, tiny(tmp_path, clip_len=4) + [
         "train.iters=1", "data.offsets=[-1,1]", "data.crop=null", "eval.distances=[1,2]",
         f"model.csrnet={csr_out / 'final.pth'}"])
     assert summary["iteration"] == 1
@@ -144,21 +156,47 @@ def test_stage_evss(tmp_path, csrnet_run):
     names = [g["name"] for g in state["optimizer"]["param_groups"]]
     assert names == ["flownet", "conet"]
     with pytest.raises(ConfigError, match="model.csrnet"):
-        train_tool.run("evss", None, tiny(tmp_path / "x") + ["train.iters=1"])
+        train("evss", None, tiny(tmp_path / "x") + ["train.iters=1"])
+
+
+@pytest.mark.slow
+def test_stage_recurrent(tmp_path):
+    """A few truncated-BPTT iterations of each cell with the thesis's losses on tiny synthetic windows,
+    starting from a stage-1 CSRNet checkpoint."""
+    csrnet = tmp_path / "csrnet.pth"
+    torch.manual_seed(0)
+    torch.save({"model": CSRNet(19).state_dict()}, csrnet)
+    common = ["device=cpu", "data.synthetic.height=32", "data.synthetic.width=64", "data.synthetic.train_clips=1",
+              "data.synthetic.val_clips=1", "data.synthetic.clip_len=4", "data.val_limit=1", "data.crop=[32,64]",
+              "train.batch_size=2", "train.iters=2", "train.workers=0", "train.progress=false",
+              "train.log_every=1", "train.tb_images=0", "recurrent.window=2", "recurrent.eval_window=3",
+              "recurrent.change_weight=0.5", "recurrent.smoothing_weight=0.01", "recurrent.warping_weight=0.5",
+              "recurrent.smoothing_kernel=[5,9]", "recurrent.smoothing_sigma=[2.0,4.0]", "model.hidden_channels=8"]
+    for cell in ("convlstm", "convgru"):
+        out = tmp_path / cell
+        summary = train("recurrent", None, common + [f"out_dir={out}", f"model.cell={cell}", f"model.csrnet={csrnet}"])
+        assert summary["iteration"] == 2 and 0.0 <= summary["metrics"]["miou"] <= 1.0
+        net = RecurrentCSRNet(19, cell=cell, hidden_channels=8)
+        assert load_checkpoint(net, out / "final.pth") == ""
+    with pytest.raises(ConfigError, match="model.csrnet"):
+        train("recurrent", None, common + [f"out_dir={tmp_path / 'x'}"])
+    with pytest.raises(ConfigError, match="clip_len 4 is shorter than the window 5"):
+        train("recurrent", None, common + [f"out_dir={tmp_path / 'y'}", f"model.csrnet={csrnet}", "recurrent.window=5"])
 
 
 # ------------------------------------------------------------------------------------------- resume
+@pytest.mark.slow
 @pytest.mark.parametrize("cut", [2, 3])  # mid-epoch, and at the epoch boundary (3 iterations per epoch)
 def test_resume_matches_uninterrupted(tmp_path, cut):
     common = ["deterministic=true", "train.iters=5", "data.synthetic.val_clips=0", "data.crop=[32,48]",
               "data.scale=[0.75,1.25]", "model.pretrained_backbone=false", "train.ckpt_every=0"]
-    full = train_tool.run("csrnet", None, tiny(tmp_path / "full", clip_len=7, batch=2) + common)
+    full = train("csrnet", None, tiny(tmp_path / "full", clip_len=7, batch=2) + common)
     assert full["iteration"] == 5 and full["epoch"] == 2  # 6 samples / batch 2 = 3 iterations per epoch
-    interrupted = train_tool.run("csrnet", None, tiny(tmp_path / "cut", clip_len=7, batch=2) + common
+    interrupted = train("csrnet", None, tiny(tmp_path / "cut", clip_len=7, batch=2) + common
                                  + [f"train.stop_after={cut}"])
     assert interrupted["stopped_early"] and interrupted["iteration"] == cut
     assert (tmp_path / "cut" / "last.pth").is_file() and not (tmp_path / "cut" / "final.pth").exists()
-    resumed = train_tool.run("csrnet", None, tiny(tmp_path / "cut", clip_len=7, batch=2) + common)
+    resumed = train("csrnet", None, tiny(tmp_path / "cut", clip_len=7, batch=2) + common)
     assert resumed["iteration"] == 5
     a, b = load(tmp_path / "full" / "final.pth"), load(tmp_path / "cut" / "final.pth")
     assert_same_weights(a["model"], b["model"])
@@ -167,12 +205,13 @@ def test_resume_matches_uninterrupted(tmp_path, cut):
 
 
 # ------------------------------------------------------------------------------------------- NaN stop
+@pytest.mark.slow
 def test_nonfinite_loss_stops(tmp_path):
-    cfg = train_tool.resolve_config("csrnet", None, tiny(tmp_path, clip_len=7) + [
+    cfg = resolve_config("csrnet", None, tiny(tmp_path, clip_len=7) + [
         "train.iters=5", "train.ckpt_every_iters=1", "model.pretrained_backbone=false", "data.synthetic.val_clips=0",
         "data.crop=null", "data.scale=null"])
 
-    class Poisoned(train_tool.CSRNetStage):
+    class Poisoned(CSRNetStage):
         calls = 0
 
         def train_step(self, model, batch):
@@ -187,7 +226,6 @@ def test_nonfinite_loss_stops(tmp_path):
         try:
             trainer.fit()
         finally:
-            from engine import distributed
             distributed.cleanup()
     message = str(info.value)
     assert "iteration 3" in message
@@ -197,12 +235,13 @@ def test_nonfinite_loss_stops(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- DDP
+@pytest.mark.slow
 def test_ddp_two_processes_match_single_process(tmp_path):
     """2 gloo processes × batch 1 == 1 process × batch 2 (BatchNorm frozen: running statistics)."""
     common = ["train.iters=2", "train.freeze_bn=true", "data.flip=0", "data.crop=null", "data.scale=null",
               "data.synthetic.val_clips=0", "model.pretrained_backbone=false", "deterministic=true",
               "optim.lr=1e-3", "optim.schedule_unit=iter"]
-    single = train_tool.run("csrnet", None, tiny(tmp_path / "single", clip_len=5, batch=2) + common)
+    single = train("csrnet", None, tiny(tmp_path / "single", clip_len=5, batch=2) + common)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None), env.pop("RANK", None), env.pop("LOCAL_RANK", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -213,7 +252,6 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     a, b = load(tmp_path / "single" / "final.pth"), load(tmp_path / "ddp" / "final.pth")
     assert single["iteration"] == b["iteration"] == 2
     torch.manual_seed(666)  # the trainer's seed: the initial weights
-    from model import CSRNet
     init = CSRNet(19).state_dict()
     assert max((a["model"][k] - v).abs().max().item() for k, v in init.items() if v.is_floating_point()) > 1e-4
     assert_same_weights(a["model"], b["model"], atol=2e-5, rtol=1e-4)

@@ -1,0 +1,94 @@
+"""The training stages, one module each, behind one registry; :func:`train` runs any of them.
+
+    csrnet       EVSS stage 1: CSRNet on labelled frames, ETC's temporal losses as options   csrnet.py, etc.py
+    flownet      EVSS stage 1b: FlowNetS distilled from OpenCV flow and/or self-supervised    flownet.py
+    evss         EVSS stage 2: FlowNet + CoNet with the model's own loss, CSRNet frozen        evss.py
+    recurrent    CSRNet + ConvLSTM/ConvGRU on windows of consecutive frames (truncated BPTT)   recurrent.py
+    davss_dmnet  DAVSS stage 1: the distortion-map network DMNet                              davss.py
+    davss        DAVSS stage 2: FlowNet + CFNet, keyframe network and DMNet frozen             davss.py
+
+The data of every stage comes from data.py, the :class:`Stage` base class and shared helpers from
+base.py.
+A stage's config is :data:`engine.trainer.TRAINER_DEFAULTS`, the ``data:`` section
+(:data:`engine.stages.data.DATA_DEFAULTS`) and the stage's own :attr:`Stage.defaults`, then a YAML
+recipe (``configs/*.yaml``), then ``key=value`` overrides (:func:`resolve_config`). A recipe names
+its stage (``stage: evss``).
+
+Every run folder holds config.yaml, env.json, git_revision, last/best/final.pth and TensorBoard
+events; a run resumes from its last.pth automatically (``train.auto_resume=false`` to refuse) or from
+an explicit checkpoint (see :class:`engine.trainer.Trainer`).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+from engine import distributed as ddp
+from engine.config import ConfigError, build_config, load_yaml
+from engine.trainer import TRAINER_DEFAULTS, Trainer
+
+from .base import Stage
+from .csrnet import CSRNetStage
+from .data import DATA_DEFAULTS
+from .davss import DAVSSDMNetStage, DAVSSStage
+from .evss import EVSSStage
+from .flownet import FlowNetStage
+from .recurrent import RecurrentStage
+
+__all__ = ["STAGES", "Stage", "defaults", "get_stage", "resolve_config", "train"]
+
+#: Every stage by name.
+STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
+    CSRNetStage, FlowNetStage, EVSSStage, RecurrentStage, DAVSSDMNetStage, DAVSSStage)}
+
+
+def get_stage(name: str) -> type[Stage]:
+    """The stage class called ``name``; :class:`engine.config.ConfigError` listing the valid names otherwise."""
+    if name not in STAGES:
+        raise ConfigError(f"unknown stage {name!r}; valid stages: {', '.join(sorted(STAGES))}")
+    return STAGES[name]
+
+
+def defaults(stage: str) -> dict:
+    """The default config of ``stage`` (a fresh copy): the trainer's, the data's, then the stage's
+    sections (updating a section that exists, adding a new one)."""
+    cfg = copy.deepcopy(TRAINER_DEFAULTS)
+    cfg["stage"] = stage
+    cfg["data"] = copy.deepcopy(DATA_DEFAULTS)
+    for section, values in copy.deepcopy(get_stage(stage).defaults).items():
+        if isinstance(cfg.get(section), dict):
+            cfg[section].update(values)
+        else:
+            cfg[section] = values
+    return cfg
+
+
+def resolve_config(stage: str | None, config: str | None = None, overrides: Iterable[str] = ()) -> dict:
+    """The full config of a run: ``stage``'s defaults, the YAML recipe ``config``, then ``overrides``
+    (``key=value`` strings). ``stage`` None takes the stage the recipe names."""
+    if stage is None:
+        if config is None:
+            raise ConfigError("give --stage or a --config that names its stage")
+        stage = load_yaml(config).get("stage")
+        if stage not in STAGES:
+            raise ConfigError(f"{config}: 'stage' must be one of {sorted(STAGES)}, got {stage!r} (or pass --stage)")
+    cfg = build_config(defaults(stage), config, overrides)
+    if cfg["stage"] != stage:
+        raise ConfigError(f"config is for stage {cfg['stage']!r} but --stage {stage} was given")
+    return cfg
+
+
+def train(stage: str | None, config: str | None = None, overrides: Iterable[str] = (),
+          resume: str | None = None) -> dict:
+    """Train ``stage`` with the config of :func:`resolve_config`, in this process or as one rank of a
+    torchrun job; returns the run's summary (``stage``, ``run_dir``, ``iteration``, ``epoch``,
+    ``stopped_early``, ``train_wall_s``, and unless stopped early ``metrics``, ``best_score``, ``final``).
+
+    ``resume``: checkpoint to resume from (None: the run folder's last.pth when it exists).
+    """
+    cfg = resolve_config(stage, config, overrides)
+    trainer = Trainer(cfg, get_stage(cfg["stage"])(cfg), resume=resume)
+    try:
+        return trainer.fit()
+    finally:
+        ddp.cleanup()
