@@ -4,9 +4,9 @@ The modules, one concern each:
 
 * :mod:`.variants`: variant names (``original``, ``exact``, ``fast``, ``NAME@SCALE``), loading the
   nets, the LRASPP per-frame baseline;
-* :mod:`.inputs`: the synthetic frames every measurement runs on, and PNG decoding time;
+* :mod:`.inputs`: the synthetic frames every measurement runs on;
 * :mod:`.stages`: per runner, zero-argument functions for each stage, driving the public stream;
-* :mod:`.timing`: interleaved timings, paired ratios, the conv peak;
+* :mod:`.timing`: interleaved timings, paired ratios, the conv peak, PNG decoding on its own;
 * :mod:`.flops`: FLOPs per stage; :mod:`.memory`: peak memory in a fresh worker process;
 * :mod:`.accuracy`: output differences of two variants, the fast mode's mIoU change;
 * :mod:`.suite`: one benchmark run, its results as the JSON ``tools/benchmark.py --json`` writes;

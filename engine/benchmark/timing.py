@@ -1,4 +1,5 @@
-"""Timing of zero-argument stage functions: interleaved repeats, paired ratios, the conv peak.
+"""Timing of zero-argument stage functions (interleaved repeats, paired ratios), the conv peak, and
+data loading on its own.
 
 Every timed call ends with ``torch.cuda.synchronize`` on CUDA. The stages and runners take turns
 inside each repeat (:func:`time_stages`), so a load change on the machine hits them alike and the
@@ -8,12 +9,19 @@ from __future__ import annotations
 
 import resource
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["PEAK_LAYER", "time_stages", "timed_ms", "paired_ratio_range", "spread", "measure_conv_peaks"]
+from .inputs import make_frames
+
+__all__ = ["PEAK_LAYER", "time_stages", "timed_ms", "paired_ratio_range", "spread", "measure_conv_peaks",
+           "time_data_loading"]
 
 #: The reference layer of the conv peak: a 128→128 3×3 convolution of a 256×512 map, batch 1,
 #: ``channels_last``, run by the backend's direct convolution (oneDNN on CPU, cuDNN on CUDA).
@@ -95,3 +103,22 @@ def measure_conv_peaks(device: torch.device, repeats: int) -> dict[str, float]:
                      for _ in range(repeats + 1)][1:]
             peaks[str(dtype).removeprefix("torch.")] = gflop / (statistics.median(times) / 1e3)
     return peaks
+
+
+def time_data_loading(h: int, w: int, repeats: int) -> dict:
+    """Decoding an H×W PNG frame (PIL, then to a float tensor), as the data sets do: ``png_decode_ms``
+    (median of ``repeats`` after one warm-up), ``png_bytes`` and ``decoder``. Kept out of the model
+    timings."""
+    frame = make_frames(1, h, w, torch.device("cpu"), n=1)[0][0]
+    img = (frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frame.png"
+        Image.fromarray(img).save(path)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            arr = np.asarray(Image.open(path).convert("RGB"))
+            torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+            times.append((time.perf_counter() - t0) * 1e3)
+        size = path.stat().st_size
+    return {"png_decode_ms": statistics.median(times[1:]), "png_bytes": size, "decoder": "PIL"}
