@@ -24,6 +24,9 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from tqdm import tqdm
+
+from engine.evaluate import WindowEvaluator
 
 __all__ = ["DistortionQuality", "MAP_KEYS", "evaluate_distortion"]
 
@@ -115,8 +118,6 @@ def evaluate_distortion(nets: Mapping[str, torch.nn.Module], dataset, distances:
 
     Returns ``{name: {d: DistortionQuality.compute()}}``.
     """
-    from engine.evaluate import WindowEvaluator
-
     distances = [int(d) for d in distances]
     if not distances or min(distances) < 1:
         raise ValueError(f"distances must be >= 1, got {distances}")
@@ -126,7 +127,6 @@ def evaluate_distortion(nets: Mapping[str, torch.nn.Module], dataset, distances:
     indices = list(range(len(dataset)) if indices is None else indices)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=len(indices), desc="distortion maps", unit="window", dynamic_ncols=True)
     try:
         for net in nets.values():

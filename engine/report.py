@@ -1,16 +1,22 @@
-"""Readable reports of an evaluation: the Markdown table and the mIoU-vs-distance plot."""
+"""Readable reports of an evaluation: the Markdown table, the mIoU-vs-distance plot and the predictions
+as PNG class maps."""
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
 
+import cv2
+import torch
+
 
 def pct(v) -> str:
+    """A fraction as a percentage with two decimals; "—" for None or NaN."""
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
 
 
 def frac(v) -> str:
+    """A number with four decimals; "—" for None."""
     return "—" if v is None else f"{v:.4f}"
 
 
@@ -71,7 +77,9 @@ def results_markdown(results: dict, title: str) -> str:
 
 
 def plot_miou(results: dict, path: Path, title: str) -> None:
-    import matplotlib
+    """mIoU (%) against the keyframe distance (d = 0: the keyframe network), with plain warping when
+    scored, written to ``path`` (PNG)."""
+    import matplotlib  # heavy, and needed for this figure only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -102,3 +110,17 @@ def plot_miou(results: dict, path: Path, title: str) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+class PredictionWriter:
+    """Writes predictions as 8-bit PNG class maps ``<root>/<key>/<id>.png`` (an ``on_prediction`` hook of
+    :func:`engine.evaluate.evaluate_distances`; ``/`` in ids becomes ``_``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __call__(self, sample_id: str, key: str, pred: torch.Tensor) -> None:
+        folder = self.root / key
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = sample_id.replace("/", "_").replace(os.sep, "_")
+        cv2.imwrite(str(folder / f"{safe}.png"), pred.to("cpu", torch.uint8).numpy())

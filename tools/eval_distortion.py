@@ -2,7 +2,7 @@
 
     python -m tools.eval_distortion --dataset synthetic --davss RUN/davss/final.pth --davss-keyframe csrnet \
         --evss RUN/evss/final.pth --distances 1-9 --out runs/distortion
-    python -m tools.eval_distortion --dataset camvid --data-root ../shared/data/camvid_segnet \
+    python -m tools.eval_distortion --dataset camvid --data-root DIR \
         --davss DAVSS.pth --evss EVSS.pth --distances 1-5 --window 6 --out runs/distortion_camvid
 
 For every window and keyframe distance d, each method's own plain-warping prediction is compared
@@ -22,14 +22,15 @@ from pathlib import Path
 import torch
 
 from engine.atomic import atomic_write_json, atomic_write_text
+from engine.config import ConfigError
 from engine.distortion import evaluate_distortion
 from engine.evaluate import parse_distances
+from engine.evaluation_setup import DATASETS, build_eval_dataset, build_net, davss_align_corners, parse_key_values
 from engine.report import pct
+from model import build_evss, load_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tools.val import DATASETS
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, required=True)
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def markdown(results: dict, args) -> str:
+def markdown(results: dict, args: argparse.Namespace) -> str:
+    """The readable report: per distance and method, the map's quality against the true mismatch."""
     lines = [f"# Distortion maps on {args.dataset} {args.split}", "",
              (f"{results['num_windows']} windows; truth = plain-warping prediction ≠ the keyframe network's own "
               f"prediction on the labelled frame; map ≥ {args.threshold} = predicted distorted. In %."), "",
@@ -72,10 +74,7 @@ def markdown(results: dict, args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> dict:
-    from model import build_evss, load_checkpoint
-    from tools.val import build_eval_dataset, build_net
-
+def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,15 +83,19 @@ def main(argv=None) -> dict:
     distances = parse_distances(args.distances)
     if max(distances) >= args.window:
         raise SystemExit(f"--window {args.window} is too short for distance {max(distances)}")
-    dataset = build_eval_dataset(args)
+    try:
+        dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
+                                     args.missing, args.num_classes, parse_key_values(args.synthetic))
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
     num_classes = args.num_classes or dataset.num_classes
     nets = {}
     if args.evss:
         nets["EVSS fine map"] = build_evss(num_classes)
         load_checkpoint(nets["EVSS fine map"], args.evss)
     if args.davss:
-        args.method, args.keyframe = "davss", args.davss_keyframe
-        nets["DAVSS DMNet map"] = build_net(args, num_classes)
+        nets["DAVSS DMNet map"] = build_net("davss", num_classes, args.davss_keyframe,
+                                            davss_align_corners(args.align_corners, args.dataset))
         load_checkpoint(nets["DAVSS DMNet map"], args.davss)
     for net in nets.values():
         net.to(args.device)

@@ -16,7 +16,6 @@ class), miou_vs_distance.png, config.json (the arguments) and env.json (the envi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,12 +24,16 @@ if __package__ in (None, ""):  # run as a script: python tools/val.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
 
+from engine.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from engine.config import ConfigError  # noqa: E402
+from engine.environment import collect_env  # noqa: E402
 from engine.evaluate import DEFAULT_DISTANCES, evaluate_distances, parse_distances  # noqa: E402
-from engine.report import pct, plot_miou, results_markdown  # noqa: E402
-
-DATASETS = ("cityscapes", "camvid", "synthetic")
-DEFAULT_CLASSES = {"cityscapes": 19, "camvid": 11}
+from engine.evaluation_setup import (DATASETS, DEFAULT_CLASSES, build_eval_dataset, build_net,  # noqa: E402
+                                     class_names, davss_align_corners, parse_key_values, setup_distributed)
+from engine.report import PredictionWriter, pct, plot_miou, results_markdown  # noqa: E402
+from model import load_checkpoint  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,103 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
-def build_eval_dataset(args):
-    from dataset import build_dataset
-
-    if args.dataset == "synthetic":
-        kwargs = {}
-        for item in args.synthetic:
-            if "=" not in item:
-                raise SystemExit(f"--synthetic expects KEY=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            kwargs[key.replace("-", "_")] = _value(value)
-        if args.num_classes is not None:
-            kwargs.setdefault("num_classes", args.num_classes)
-        return build_dataset("synthetic", split=args.split, mode="eval", **kwargs)
-    if not args.data_root:
-        raise SystemExit(f"--data-root is required for --dataset {args.dataset}")
-    missing = args.missing
-    if missing == "auto":
-        missing = "error"
-        if args.dataset == "camvid":
-            from dataset import detect_layout
-            missing = "skip" if detect_layout(args.data_root, args.split) == "segnet" else "error"
-    dataset = build_dataset(args.dataset, args.data_root, args.split, "eval", list_file=args.list_file,
-                            length=args.window, missing=missing)
-    return dataset
-
-
-def build_net(args, num_classes: int) -> torch.nn.Module:
-    """The network of ``--method`` with random weights (DAVSS: ``--keyframe``, ``--align-corners``)."""
-    from model import build_davss, build_evss
-
-    if args.method == "evss":
-        return build_evss(num_classes)
-    align = args.align_corners == "true" or (args.align_corners == "auto" and args.dataset == "camvid")
-    return build_davss(num_classes, align_corners=align, keyframe=args.keyframe)
-
-
-def class_names(dataset, num_classes: int) -> list[str]:
-    from dataset.labels import CAMVID, CITYSCAPES
-
-    classes = getattr(dataset, "classes", None)
-    if classes is not None and len(classes.names) == num_classes:
-        return list(classes.names)
-    for known in (CITYSCAPES, CAMVID):
-        if known.num_classes == num_classes:
-            return list(known.names)
-    return [f"class {i}" for i in range(num_classes)]
-
-
-def setup_distributed(device: str) -> tuple[int, int, str]:
-    """Initialise torch.distributed under torchrun; returns (rank, world size, device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-        backend = "nccl"
-    else:
-        backend = "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-# --------------------------------------------------------------------------------------------
-# reports
-# --------------------------------------------------------------------------------------------
-class PredictionWriter:
-    """Writes predictions as 8-bit PNG class maps ``<out>/predictions/<key>/<id>.png``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def __call__(self, sample_id: str, key: str, pred: torch.Tensor) -> None:
-        import cv2
-        import numpy as np
-
-        folder = self.root / key
-        folder.mkdir(parents=True, exist_ok=True)
-        safe = sample_id.replace("/", "_").replace(os.sep, "_")
-        cv2.imwrite(str(folder / f"{safe}.png"), pred.to("cpu", torch.uint8).numpy().astype(np.uint8))
-
-
-# --------------------------------------------------------------------------------------------
-def main(argv=None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,22 +89,23 @@ def main(argv=None) -> dict:
     if max(distances) >= args.window:
         raise SystemExit(f"--window {args.window} is too short for distance {max(distances)}")
 
-    from engine.atomic import atomic_write_json, atomic_write_text
-    from engine.environment import collect_env
-    from model import load_checkpoint
-
-    dataset = build_eval_dataset(args)
+    try:
+        dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
+                                     args.missing, args.num_classes, parse_key_values(args.synthetic))
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
     num_classes = args.num_classes or getattr(dataset, "num_classes", None) or DEFAULT_CLASSES[args.dataset]
     ignore_index = getattr(dataset, "ignore_index", 11 if num_classes == 11 else 255)
     if len(dataset) == 0:
         raise SystemExit(f"the {args.dataset} {args.split} split has no evaluation windows")
 
-    net = build_net(args, num_classes)
+    align_corners = davss_align_corners(args.align_corners, args.dataset)
+    net = build_net(args.method, num_classes, args.keyframe, align_corners)
     if args.checkpoint:
         load_checkpoint(net, args.checkpoint)
     elif args.dataset == "synthetic":
         torch.manual_seed(args.seed)
-        net = build_net(args, num_classes)
+        net = build_net(args.method, num_classes, args.keyframe, align_corners)
         warnings.warn("no --checkpoint: evaluating randomly initialised weights (numbers are meaningless)")
         print("[val] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
     else:
@@ -207,7 +115,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        config = {k: v for k, v in vars(args).items()}
+        config = dict(vars(args))
         config.update(distances=distances, num_classes=num_classes, ignore_index=ignore_index,
                       world_size=world, resolved_device=device, argv=sys.argv if argv is None else list(argv))
         atomic_write_json(config, out / "config.json")
@@ -240,8 +148,6 @@ def main(argv=None) -> dict:
                       f"{pct(t[name]['vc'])}; flow {t['flow_source']}")
         print(f"[val] wrote {out / 'results.json'}")
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
     return results

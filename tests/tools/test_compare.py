@@ -1,4 +1,5 @@
-"""tools/compare.py on a tiny synthetic configuration (random or few-iteration weights)."""
+"""tools/compare.py on a tiny synthetic configuration (random or few-iteration weights): the registry
+extended by hand, every default method with training, missing checkpoints, DAVSS's two training stages."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from dataset.synthetic import SyntheticVideoDataset
-from model import CSRNet, FlowNetS, build_davss, build_evss
+from engine.compare import DEFAULT_METHODS, METHODS, Method
+from model import CSRNet, FlowNetS, build_evss
 from tools import compare
 
 TINY = ["--clips", "1", "--clip-len", "3", "--height", "32", "--width", "64", "--time-frames", "2",
@@ -36,9 +38,10 @@ class Constant:
         return torch.full((1, *frame.shape[-2:]), self.cls, dtype=torch.int64)
 
 
+@pytest.mark.slow
 def test_registry_extension_and_constant_method(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(compare.METHODS, "constant_road",
-                        compare.Method(lambda ctx: Constant(0), (), "class 0 everywhere"))
+    monkeypatch.setitem(METHODS, "constant_road",
+                        Method(lambda ctx: Constant(0), (), "class 0 everywhere"))
     summary = compare.main(["--methods", "constant_road", "--out", str(tmp_path)] + TINY)
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last == summary and set(last) == {"constant_road"}
@@ -54,6 +57,7 @@ def test_registry_extension_and_constant_method(tmp_path, monkeypatch, capsys):
         assert (tmp_path / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_all_methods_with_given_checkpoints_and_tiny_training(tmp_path, capsys):
     torch.manual_seed(0)
     paths = {"csrnet": tmp_path / "csrnet.pth", "evss": tmp_path / "evss.pth"}
@@ -71,7 +75,7 @@ def test_all_methods_with_given_checkpoints_and_tiny_training(tmp_path, capsys):
     compare.main(["--out", str(tmp_path / "run"), "--iters", "1", "--checkpoint", f"csrnet={paths['csrnet']}",
                   "--checkpoint", f"evss={paths['evss']}"] + overrides + TINY)
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert list(last) == list(compare.DEFAULT_METHODS)
+    assert list(last) == list(DEFAULT_METHODS)
     for name, r in last.items():
         assert set(r) == {"miou", "tc", "tiou", "ms_per_frame"}, name
         assert 0.0 <= r["miou"] <= 1.0 and 0.0 <= r["tc"] <= 1.0 and 0.0 <= r["tiou"] <= 1.0, name
@@ -87,25 +91,7 @@ def test_missing_checkpoint_on_real_data_says_what_to_pass(tmp_path):
                       "--out", str(tmp_path / "run")])
 
 
-def test_davss_k5_from_a_checkpoint_streams_keyframes_every_5_frames(tmp_path):
-    torch.manual_seed(0)
-    net = build_davss(19, keyframe="csrnet").eval()
-    path = tmp_path / "davss.pth"
-    torch.save(net.state_dict(), path)
-    ctx = compare.Context(19, torch.device("cpu"), {"davss": path}.__getitem__)
-    method = compare.METHODS["davss_k5"]
-    assert method.checkpoints == ("davss",)
-    predictor = method.build(ctx)
-    frames = SyntheticVideoDataset("val", "eval", num_clips=1, clip_len=7, height=32, width=64, window=7)[0]["frames"]
-    predictor.reset()
-    preds = [predictor.step(frames[t:t + 1]) for t in range(7)]
-    assert all(p.shape == (1, 32, 64) and p.dtype == torch.int64 for p in preds)
-    # frame 3 is propagated from the keyframe 0, frame 6 from the keyframe 5 (the net's own clip path)
-    assert torch.equal(preds[3], net.segment_clip([frames[t:t + 1] for t in range(4)])["pred"])
-    assert torch.equal(preds[6], net.segment_clip([frames[5:6], frames[6:7]])["pred"])
-    assert torch.equal(preds[5], net.segment_clip([frames[5:6]])["pred"])
-
-
+@pytest.mark.slow
 def test_davss_trains_both_stages_on_the_synthetic_set(tmp_path, capsys):
     torch.manual_seed(0)
     paths = {"csrnet": tmp_path / "csrnet.pth", "flownet": tmp_path / "flownet.pth"}

@@ -1,0 +1,45 @@
+"""tools/infer_video.py on a video file and on a folder of frames (the CamVid clip of the reference material)."""
+from __future__ import annotations
+
+import cv2
+import pytest
+import torch
+
+from tools import infer_video
+
+
+@pytest.mark.slow
+def test_infer_video_file_and_folder(shared_dir, make_weights, tmp_path, capsys):
+    folder = shared_dir / "data" / "camvid_segnet" / "val"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    frames = sorted(folder.glob("*.jpg"))[:6]
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (480, 360))
+    for f in frames:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    ckpt = tmp_path / "camvid.pth"
+    torch.save(make_weights.make_state_dict("camvid", 0), ckpt)
+
+    out = tmp_path / "seg.mp4"
+    rep = infer_video.main([str(video), "--checkpoint", str(ckpt), "--num-classes", "11", "--out", str(out),
+                            "--keyframe-interval", "3", "--show-distortion", "--png-dir", str(tmp_path / "png"),
+                            "--device", "cpu", "--no-progress", "--max-size", "240"])
+    assert rep["frames"] == 6 and rep["keyframes"] == 2 and rep["size"] == [180, 240]
+    assert "fps" in capsys.readouterr().out
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (480, 180)
+    cap.release()
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert len(pngs) == 6 and cv2.imread(str(pngs[0])).shape == (180, 480, 3)
+
+    out2 = tmp_path / "folder.mp4"
+    rep = infer_video.main([str(folder), "--checkpoint", str(ckpt), "--num-classes", "11", "--out", str(out2),
+                            "--keyframe-interval", "2", "--max-frames", "4", "--device", "cpu", "--no-progress",
+                            "--max-size", "240", "--label-dir", str(tmp_path / "labels")])
+    assert rep["frames"] == 4 and rep["keyframes"] == 2
+    labels = sorted((tmp_path / "labels").glob("*.png"))
+    assert len(labels) == 4 and cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED).max() < 11
+    assert out2.stat().st_size > 0
