@@ -2,9 +2,9 @@
 
 By default glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh
 ``mmap`` and returns it to the kernel when freed, so each large tensor of each frame is page-faulted
-in again: about 0.3 ms per MB here, 19 ms for one 128-channel map on the 1/4 grid of a 1024×2048
-frame, hundreds of ms per keyframe. Raising the mmap and trim thresholds keeps those pages in the
-heap, where the next frame's tensors of the same sizes reuse them. The resident memory then stays at
+in again, a cost proportional to its size (a 128-channel map on the 1/4 grid of a 1024×2048 frame is
+67 MB). Raising the mmap and trim thresholds keeps those pages in the heap, where the next frame's
+tensors of the same sizes reuse them. The resident memory then stays at
 its high-water mark instead of falling between frames. The environment variables
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` do the same from outside; when either is set,
 it wins and nothing is changed here.

@@ -4,7 +4,8 @@
 # baseline in the same run; then, each pair interleaved in one process, the optimised exact path against
 # the straightforward original-order path, and the fast mode against the exact path (with FLOP rates).
 # Usage: bash run/benchmark.sh [benchmark args...]   e.g. --resolutions 512x1024 --threads 2
-# Environment: OUT (JSON folder, default runs/benchmark), DEVICE (cpu or cuda, default cpu).
+# Environment: OUT (JSON folder, default runs/benchmark), DEVICE (cpu or cuda, default cpu),
+# EVSS_MAKE_WEIGHTS (the reference weight generator make_weights.py: its citys weights; random without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source run/env.sh

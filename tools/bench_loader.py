@@ -1,57 +1,35 @@
 """Loader throughput: decoded frames per second (decode + checks + edge label + transforms +
 collation) through a DataLoader, at full resolution.
 
-    python tools/bench_loader.py [--root ../shared/data/camvid_segnet] [--split val] [--workers 0 2]
+    python -m tools.bench_loader --root DATA/camvid_segnet [--split val] [--workers 0 2]
 
 Training pairs (2 frames, label, edge; random flip) and evaluation windows (T frames, label) are
-measured separately. Windows decode every frame again for each labelled frame (a T-fold re-read
-of a densely labelled clip), as the evaluation protocol does.
+measured separately (:func:`engine.benchmark.loader.loader_throughput`). Windows decode every frame
+again for each labelled frame (a T-fold re-read of a densely labelled clip), as the evaluation
+protocol does.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataset import build_dataset, train_transform  # noqa: E402
+from engine.benchmark.loader import loader_throughput  # noqa: E402
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid_segnet"
-
-
-def loader_throughput(dataset: Dataset, num_workers: int, batch_size: int = 1,
-                      max_samples: int | None = None) -> dict[str, float]:
-    """Iterate a DataLoader once (after one warm-up batch) and time it.
-
-    Returns:
-        ``frames_per_s`` (decoded frames / s), ``samples_per_s``, ``seconds``, ``samples``.
-    """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    num_batches = None if max_samples is None else -(-max_samples // batch_size)
-    batches = iter(loader)
-    next(batches)  # start-up (worker processes, first decode) is not counted
-    samples = frames = 0
-    start = time.perf_counter()
-    for batch in itertools.islice(batches, num_batches):
-        samples += batch["frames"].shape[0]
-        frames += batch["frames"].shape[0] * batch["frames"].shape[1]
-    seconds = time.perf_counter() - start
-    return {"frames_per_s": frames / seconds, "samples_per_s": samples / seconds,
-            "seconds": seconds, "samples": samples}
+__all__ = ["loader_throughput", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="camvid", help="name for dataset.build_dataset")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--root", type=Path, required=True, help="data root of --dataset")
     parser.add_argument("--split", default="val")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--length", type=int, default=10, help="evaluation window length")

@@ -5,39 +5,25 @@
 Both compute the same bilinear warp with border clamping (grid_sample with padding_mode='border',
 align_corners=True on normalised coordinates; it agrees with the op to ~1e-6 relative but not bit
 for bit).  Reported: median over `--runs` timed runs after one warm-up each (the candidates take turns, so
-load changes on the machine hit all alike), for
+load changes on the machine hit all alike; :func:`engine.benchmark.timing.time_stages`), for
 * warp: the compiled op (model.warp.warp, whatever backend is active; see the header line),
 * grid_sample: F.grid_sample alone, grid precomputed,
 * grid_sample+grid: building the normalised grid from the flow plus F.grid_sample (what a
   grid_sample-based warp has to do per call),
-* warp_pytorch (with --fallback): the exact pure-PyTorch fallback.
+* warp_pytorch (with --fallback): the exact pure-PyTorch fallback, timed after the others on at most
+  3 runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from engine.benchmark.timing import time_stages
 from model.warp import warp, warp_backend, warp_pytorch
-
-
-def _interleaved_times(fns: dict, runs: dict) -> dict:
-    """Per name, the list of timed runs.  The candidates take turns (one run of each per round), so
-    a load change on the machine affects all of them alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for i in range(max(runs.values())):
-        for name, fn in fns.items():
-            if i < runs[name]:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def _grid(flow: torch.Tensor) -> torch.Tensor:
@@ -49,7 +35,7 @@ def _grid(flow: torch.Tensor) -> torch.Tensor:
     return torch.stack((gx, gy), dim=-1)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--channels", type=int, default=128)
@@ -79,20 +65,20 @@ def main(argv=None) -> None:
             "grid_sample+grid": lambda: F.grid_sample(feats, _grid(flow), mode="bilinear",
                                                       padding_mode="border", align_corners=True),
         }
-        runs = {name: args.runs for name in fns}
+        cpu = torch.device("cpu")
+        times, _ = time_stages({name: {"warp": fn} for name, fn in fns.items()}, args.runs, 1, cpu)
         if args.fallback:
-            fns["warp_pytorch"] = lambda: warp_pytorch(feats, flow)
-            runs["warp_pytorch"] = max(1, min(args.runs, 3))
-        times = _interleaved_times(fns, runs)
-        results = {name: (statistics.median(t), t) for name, t in times.items()}
+            fallback = {"warp_pytorch": {"warp": lambda: warp_pytorch(feats, flow)}}
+            times.update(time_stages(fallback, max(1, min(args.runs, 3)), 1, cpu)[0])
+        results = {name: (statistics.median(t["warp"]), t["warp"]) for name, t in times.items()}  # ms
 
     print(f"warp backend: {warp_backend()}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
           f"features {b}x{c}x{h}x{w} float32, flow {b}x2x{h}x{w}")
     print(f"max |warp - grid_sample| / max |warp| = {rel:.2e}")
     base = results["warp"][0]
     for name, (med, times) in results.items():
-        print(f"{name:>17}: median {med * 1e3:8.2f} ms over {len(times)} runs "
-              f"({med / base:5.2f}x warp)   [{', '.join(f'{t * 1e3:.1f}' for t in times)}]")
+        print(f"{name:>17}: median {med:8.2f} ms over {len(times)} runs "
+              f"({med / base:5.2f}x warp)   [{', '.join(f'{t:.1f}' for t in times)}]")
 
 
 if __name__ == "__main__":

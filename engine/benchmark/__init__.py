@@ -9,6 +9,7 @@ The modules, one concern each:
 * :mod:`.timing`: interleaved timings, paired ratios, the conv peak, PNG decoding on its own;
 * :mod:`.flops`: FLOPs per stage; :mod:`.memory`: peak memory in a fresh worker process;
 * :mod:`.accuracy`: output differences of two variants, the fast mode's mIoU change;
+* :mod:`.loader`: data-loader throughput (frames per second);
 * :mod:`.suite`: one benchmark run, its results as the JSON ``tools/benchmark.py --json`` writes;
 * :mod:`.report`: the printed table; :mod:`.plot`: the bar chart of such JSON files.
 """

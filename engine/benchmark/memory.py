@@ -2,11 +2,11 @@
 
 ``peak_mem_mb`` is the peak RSS of a process that streams a keyframe and a non-keyframe twice with one
 runner at one resolution (on CUDA ``torch.cuda.max_memory_allocated``); ``base_mem_mb`` the same
-process once the model and inputs are loaded (torch alone holds ~0.6 GB of RSS on CPU), where the peak
-counter is restarted, so their difference is what inference itself needs. The worker runs with glibc's
+process once the model and inputs are loaded (torch's libraries alone hold a large RSS on CPU), where
+the peak counter is restarted, so their difference is what inference itself needs. The worker runs with glibc's
 mmap threshold fixed at 128 kB, so every large tensor is returned when freed: the live memory, the
 same in every run (glibc's dynamic threshold would keep freed tensors of earlier frames in the heap,
-and the peak would vary by ~10 % between identical runs).
+and the peak would vary between identical runs).
 
 The worker is this module run as a program (``python -m engine.benchmark.memory``); it prints one JSON
 line with both numbers.

@@ -4,8 +4,8 @@ comparisons, as the JSON that ``tools/benchmark.py --json`` writes.
 Per runner and resolution (milliseconds, medians over the repeats): ``<stage>_ms`` for every stage of
 :mod:`engine.benchmark.stages`, ``spread`` (per stage: median, min, max, spread %, the runs),
 ``faults`` (per stage, the median minor page faults per call: a stage whose tensors come from fresh
-pages rather than the reused heap pays ~0.3 ms per MB, which tells such a cost from other swings
-between runs), ``amortised_k<k>_ms`` = ``(key_step + (k-1)·nonkey)/k``, ``gflops`` and
+pages rather than the reused heap pays for them in proportion to their size, which tells such a cost
+from other swings between runs), ``amortised_k<k>_ms`` = ``(key_step + (k-1)·nonkey)/k``, ``gflops`` and
 ``gflop_per_s`` per counted stage and ``pct_of_conv_peak`` (of the conv peak in the runner's
 precision), ``peak_mem_mb``, ``base_mem_mb`` and ``inference_mem_mb`` (:mod:`engine.benchmark.memory`).
 

@@ -1,13 +1,8 @@
 """The inference-optimised path: BN folding, the fused merge-argmax operator and its fallback,
-the prediction-only stream, and a smoke run of the benchmark CLI."""
+the prediction-only stream."""
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +15,6 @@ from model.fusion import (class_index, coarse_distortion, crop, fuse, fused_op_a
 from model.flownet import compute_cropped_deconvolutions, resize_flow
 from model.inference import fold_batchnorm, optimize_for_inference
 
-ROOT = Path(__file__).resolve().parents[1]
 needs_op = pytest.mark.skipif(not fused_op_available(), reason="compiled extension (model._C) not built")
 
 
@@ -289,117 +283,3 @@ def test_nonkey_scale(net):
     d2 = torch.nn.functional.interpolate(d2_s, size=(16, 24), mode="bilinear", align_corners=False)
     expected = net.conet.predict_cc(torch.cat([d2, out["warped"]], 1))
     assert (out["update"] - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
-
-
-def test_benchmark_cli_smoke(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "tools.benchmark", "--resolutions", "64x128", "--repeats", "1",
-                           "--compare", "original", "exact", "--baseline", "lraspp", "--weights", "random",
-                           "--no-flops", "--warmup", "0", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(out.read_text())
-    entry = data["64x128"]
-    for key in ("key_ms", "nonkey_ms", "flownet_ms", "conet_ms", "fusion_ms", "warp_ms", "peak_mem_mb",
-                "amortised_k10_ms", "lraspp_fp32_ms"):
-        assert key in entry, key
-    assert "environment" in data and data["threads"] >= 1
-    compare = data["resolutions"]["64x128"]["compare"]
-    for stage, (lo, hi) in compare["ratio_ranges"].items():  # one repeat: the single pair's ratio
-        assert lo == hi == pytest.approx(compare["ratios"][stage]), stage
-    assert set(data["resolutions"]["64x128"]["exact"]["faults"]) >= {"key", "nonkey", "fusion"}
-    assert "time ratios" in proc.stdout
-
-
-@pytest.mark.parametrize("variant", ["original", "exact"])
-def test_benchmark_nonkey_stage_is_the_streams_step(net, variant):
-    # the timed non-keyframe step starts from the state a keyframe leaves and runs the stream's own step
-    from tools.benchmark import Runner
-
-    frames = [torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(s)) for s in (11, 12)]
-    runner = Runner(variant, net, torch.device("cpu"))
-    nonkey = runner.stage_functions(frames)["nonkey"]
-    stream = (net if variant == "original" else runner.model).stream()
-    with torch.no_grad():
-        stream.step(frames[0], keyframe=True)
-        expected = stream.step(frames[1])
-        out = nonkey()
-    assert torch.equal(out["warped"], expected["warped"])
-    if variant == "original":
-        assert torch.equal(out["logits"], expected["logits"])
-    else:
-        assert torch.equal(out["pred"], expected["pred"])
-
-
-def test_benchmark_variant_names():
-    from tools.benchmark import VARIANT_OPTIONS, variant_options
-
-    assert variant_options("fast") == {"fast": True} and variant_options("exact") == {}
-    assert variant_options("fast@0.75") == {"fast": True, "nonkey_scale": 0.75}
-    assert variant_options("exact-direct@0.5") == {"winograd": False, "nonkey_scale": 0.5}
-    assert "nonkey_scale" not in VARIANT_OPTIONS["fast"]  # the table is not changed by a lookup
-    for bad in ("fastest", "original@0.5", "fast@1", "fast@0", "fast@x", "fast@"):
-        with pytest.raises(ValueError, match="variant"):
-            variant_options(bad)
-
-
-def test_benchmark_runner_precision(net):
-    # the conv peak a runner's GFLOP/s is compared with: bf16 for the fast variants only
-    from tools.benchmark import Runner
-
-    dtypes = {name: Runner(name, net, torch.device("cpu")).dtype for name in ("original", "exact", "fast", "fast@0.75")}
-    assert dtypes == {"original": torch.float32, "exact": torch.float32,
-                      "fast": torch.bfloat16, "fast@0.75": torch.bfloat16}
-
-
-def test_paired_ratio_range_by_hand():
-    from tools.benchmark import paired_ratio_range
-
-    a, b = [10.0, 30.0, 20.0], [5.0, 10.0, 20.0]  # pairs 2x, 3x, 1x; medians 20 / 10 = 2x
-    assert paired_ratio_range(a, b) == [1.0, 3.0]
-    with pytest.raises(ValueError):
-        paired_ratio_range(a, b[:2])
-
-
-FAULTS_SCRIPT = """
-import json, torch
-from tools.benchmark import time_stages
-fns = {"v": {"fresh_64mb": lambda: torch.ones(16 << 20), "nothing": lambda: None}}
-times, faults = time_stages(fns, repeats=3, warmup=0, device=torch.device("cpu"))
-print(json.dumps({"times": times, "faults": faults}))
-"""
-
-
-THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-
-
-@pytest.mark.skipif(not Path("/proc/self").exists(), reason="Linux page-fault counting")
-@pytest.mark.skipif(THP.exists() and THP.read_text().startswith("[always]"),
-                    reason="transparent huge pages always on: a 64 MB tensor takes ~32 faults, not 16384")
-def test_benchmark_counts_page_faults_per_call():
-    # glibc's default thresholds: a fresh 64 MB tensor is mmapped and faulted in page by page each call
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "THP_MEM_ALLOC_ENABLE"}
-    proc = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert all(n >= 16384 for n in out["faults"]["v"]["fresh_64mb"]), out["faults"]  # 64 MiB of 4 KiB pages
-    assert all(n < 100 for n in out["faults"]["v"]["nothing"]), out["faults"]
-    assert len(out["times"]["v"]["nothing"]) == 3
-
-
-def test_benchmark_fast_accuracy_cli(tmp_path, net):
-    weights = tmp_path / "evss.pth"
-    torch.save(net.state_dict(), weights)
-    out = tmp_path / "acc.json"
-    kwargs = json.dumps({"num_clips": 1, "clip_len": 4, "height": 32, "width": 64, "window": 4})
-    cmd = [sys.executable, "-m", "tools.benchmark", "--fast-accuracy", "--weights", str(weights), "--synthetic-kwargs",
-           kwargs, "--accuracy-distance", "2", "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(out.read_text())["fast_accuracy"]
-    assert res["windows"] == 1 and res["distance"] == 2
-    assert res["miou_change_points"] == pytest.approx(res["miou_fast"] - res["miou_exact"])
-    assert 0 <= res["agreement_miou_fast_vs_exact"] <= 100
-    refused = subprocess.run(cmd[:5] + ["no-such.pth"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "needs a trained EVSS checkpoint" in refused.stderr
