@@ -27,7 +27,7 @@ from model import FlowNetS, load_checkpoint
 
 from .config import ConfigError
 
-__all__ = ["FlowEstimator", "OpenCVFlow", "ModelFlow", "make_flow_estimator", "to_gray_uint8"]
+__all__ = ["FLOW_SOURCES", "FlowEstimator", "ModelFlow", "OpenCVFlow", "make_flow_estimator", "to_gray_uint8"]
 
 #: Flow sources of :func:`make_flow_estimator`.
 FLOW_SOURCES = ("model", "flownet", "dis", "farneback")

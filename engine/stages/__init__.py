@@ -1,14 +1,16 @@
 """The training stages, one module each, behind one registry; :func:`train` runs any of them.
 
-    csrnet       EVSS stage 1: CSRNet on labelled frames, ETC's temporal losses as options   csrnet.py, etc.py
-    flownet      EVSS stage 1b: FlowNetS distilled from OpenCV flow and/or self-supervised    flownet.py
-    evss         EVSS stage 2: FlowNet + CoNet with the model's own loss, CSRNet frozen        evss.py
-    recurrent    CSRNet + ConvLSTM/ConvGRU on windows of consecutive frames (truncated BPTT)   recurrent.py
-    davss_dmnet  DAVSS stage 1: the distortion-map network DMNet                              davss.py
-    davss        DAVSS stage 2: FlowNet + CFNet, keyframe network and DMNet frozen             davss.py
+    stage        what it trains                                                      module
+    csrnet       EVSS stage 1: CSRNet on labelled frames, ETC's losses as options    csrnet.py, etc.py
+    flownet      EVSS stage 1b: FlowNetS from OpenCV flow and/or self-supervised     flownet.py
+    evss         EVSS stage 2: FlowNet + CoNet with the model's own loss             evss.py
+    recurrent    CSRNet + ConvLSTM/ConvGRU on windows of frames (truncated BPTT)     recurrent.py
+    davss_dmnet  DAVSS stage 1: the distortion-map network DMNet                     davss.py
+    davss        DAVSS stage 2: FlowNet + CFNet, keyframe network and DMNet frozen   davss.py
 
-The data of every stage comes from data.py, the :class:`Stage` base class and shared helpers from
-base.py.
+The :class:`Stage` base class and the helpers several stages share are in base.py, the data of
+every stage (all through :func:`dataset.build_dataset`) in data.py.
+
 A stage's config is :data:`engine.trainer.TRAINER_DEFAULTS`, the ``data:`` section
 (:data:`engine.stages.data.DATA_DEFAULTS`) and the stage's own :attr:`Stage.defaults`, then a YAML
 recipe (``configs/*.yaml``), then ``key=value`` overrides (:func:`resolve_config`). A recipe names

@@ -16,11 +16,11 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from engine.config import ConfigError
+from engine.flow_estimators import FlowEstimator, make_flow_estimator
 from model import CSRNet, load_checkpoint
 from model.temporal_losses import motion_loss, occlusion_mask, pairwise_consistency, pixelwise_kd
 
-from engine.config import ConfigError
-from engine.flow_estimators import FlowEstimator, make_flow_estimator
 from .base import full_res
 
 log = logging.getLogger("evss.train")
