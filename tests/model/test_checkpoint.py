@@ -61,6 +61,7 @@ def test_conversion_back_reproduces_the_released_layout(released, reference_dir,
             assert torch.equal(back[key], expected[key]), key
 
 
+@pytest.mark.slow
 def test_partial_checkpoints_go_to_their_part(make_weights):
     net = build_evss(19)
     flow_before = {k: v.clone() for k, v in net.flownet.state_dict().items()}
@@ -76,6 +77,7 @@ def test_partial_checkpoints_go_to_their_part(make_weights):
     _assert_loaded(standalone, released_to_clean(csr))
 
 
+@pytest.mark.slow
 def test_project_checkpoint_and_compiled_prefix(make_weights):
     clean = released_to_clean(make_weights.make_state_dict("citys", 2))
     net = build_evss(19)
@@ -108,6 +110,7 @@ def test_ambiguous_aliases_and_bad_files_are_clear_errors(make_weights, tmp_path
         load_checkpoint(build_evss(19), junk)
 
 
+@pytest.mark.slow
 def test_converter_cli_round_trip(released, tmp_path):
     src, clean, back = tmp_path / "released.pth", tmp_path / "clean.pth", tmp_path / "back.pth"
     torch.save(released, src)

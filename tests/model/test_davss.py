@@ -76,6 +76,7 @@ def small_net():
     return build_davss(7, keyframe="csrnet").eval()
 
 
+@pytest.mark.slow
 def test_evaluation_protocol_equals_segment_clip(small_net):
     frames = torch.rand(6, 3, 40, 56, generator=torch.Generator().manual_seed(1))
     window = WindowEvaluator(small_net, frames)

@@ -80,6 +80,7 @@ def _same_argmax_where_decided(name, ours_logits, ref_pred, tol):
 
 
 # ------------------------------------------------------------------------------------------- evaluation
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [3, 1])
 def test_pda_path_matches_golden(pda_net, davss_dir, d):
     g = _load(davss_dir, "golden_davss_citys_256x512.pt")
@@ -133,6 +134,7 @@ def test_streaming_equals_segment_clip(pda_net, davss_dir):
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,classes", [("citys", 19), ("camvid", 11)])
 def test_every_released_layout_loads(make_weights_davss, davss_dir, tmp_path, dataset, classes):
     full = make_weights_davss.make_state_dict(dataset, 0)
@@ -201,6 +203,7 @@ def losses_golden(davss_dir):
     return _load(davss_dir, "golden_davss_losses_citys_256x512.pt")
 
 
+@pytest.mark.slow
 def test_dmnet_stage_matches_golden(citys_state, losses_golden):
     g = losses_golden
     net = build_davss(19, align_corners=True)  # the original trains with align_corners=True
@@ -220,6 +223,7 @@ def test_dmnet_stage_matches_golden(citys_state, losses_golden):
     _check_grads(net, g, "dmnet.")
 
 
+@pytest.mark.slow
 def test_correction_stage_matches_golden(citys_state, losses_golden):
     g = losses_golden
     net = build_davss(19, align_corners=True, cfnet_loss_broadcast=True)
@@ -255,6 +259,7 @@ def test_correction_stage_matches_golden(citys_state, losses_golden):
 # ------------------------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("num_classes,size,align_corners,keyframe", [
     (11, (45, 78), True, "deeplabv3plus"), (19, (64, 96), False, "deeplabv3plus"), (11, (50, 70), False, "csrnet")])
+@pytest.mark.slow
 def test_other_sizes_classes_and_keyframe_networks(make_weights_davss, num_classes, size, align_corners, keyframe):
     """CamVid (11 classes), sizes not divisible by 4, both keyframe networks: every map on the
     1/4 grid, output on 4× that grid, pred cropped; both training stages run and train their parts."""

@@ -51,6 +51,7 @@ def test_validation_path_matches_golden(citys_net, reference_dir, d):
     assert wrong.sum() == 0, f"{int(wrong.sum())} pixels with margin > 2e-4 change class"
 
 
+@pytest.mark.slow
 def test_streaming_equals_segment_clip(citys_net, reference_dir):
     frames = _load(reference_dir, "golden_citys_256x512.pt")["frames_u8"].float() / 255
     stream = citys_net.stream()
@@ -103,6 +104,7 @@ def _grad_tol(name: str) -> float:
     return 1e-5 if well_conditioned else SENSITIVE_GRAD_TOL
 
 
+@pytest.mark.slow
 def test_training_losses_and_gradients_match_golden(make_weights, reference_dir):
     g = _load(reference_dir, "golden_losses_citys_256x512.pt")
     net = build_evss(19)
@@ -140,6 +142,7 @@ def test_training_losses_and_gradients_match_golden(make_weights, reference_dir)
         _close(name, buffers[name], ref, 1e-5 * max(1.0, ref.abs().max().item()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_classes,size", [(11, (201, 359)), (11, (96, 160)), (19, (130, 250))])
 def test_other_sizes_and_classes(make_weights, num_classes, size):
     """CamVid (11 classes) and sizes not divisible by 4: output on the 4×(1/4 grid), pred cropped."""

@@ -43,6 +43,7 @@ def test_pretrained_backbone_loads_from_cache(monkeypatch, tmp_path):
     assert torch.equal(net.backbone.layer3[1].conv2.weight, reference.layer3[1].conv2.weight)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(64, 96), (61, 90)])
 def test_training_step_batch_one_and_odd_sizes(size):
     """The original crashes with a batch of one (pooled BatchNorm) and on sizes not divisible by 4."""
@@ -77,6 +78,7 @@ def test_stage2_keeps_keyframe_network_frozen_in_eval_mode():
     assert net.csrnet.training and all(p.requires_grad for p in net.csrnet.parameters())
 
 
+@pytest.mark.slow
 def test_keyframe_only_clip_is_the_keyframe_segmentation():
     net = build_evss(11).eval()
     (frame,) = _frames(1)
@@ -96,6 +98,7 @@ def test_batched_clip_equals_per_sample():
         assert torch.allclose(batched["logits"][i], single["logits"][0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_stream_rejects_a_frame_of_another_size():
     net = build_evss(11).eval()
     stream = net.stream()

@@ -83,6 +83,7 @@ def test_module_eligibility_and_fallbacks():
     assert torch.equal(torch.compile(narrow, backend="aot_eager", fullgraph=True)(x), narrow(x))
 
 
+@pytest.mark.slow
 def test_optimize_for_inference_uses_narrow_convs_in_float32_only():
     net = build_evss(19).eval()
     heads = [name for name, m in net.named_modules() if is_narrow_eligible(m)]

@@ -95,6 +95,7 @@ def test_stream_errors():
         stream.step(torch.rand(1, 3, 8, 12))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["evss", "evss_pred_only", "evss_optimised", "davss"])
 def test_real_methods_stream_equals_segment_clip(method):
     torch.manual_seed(0)

@@ -235,6 +235,7 @@ def test_default_tile():
     assert "F(6x6, 3x3)" in repr(WinogradConv2d(conv))
 
 
+@pytest.mark.slow
 @needs_op
 def test_optimize_for_inference_uses_winograd_on_cpu(make_weights):
     net = build_evss(19).eval()
@@ -264,6 +265,7 @@ def test_optimize_for_inference_uses_winograd_on_cpu(make_weights):
     assert (out.double() - ref).abs().max() <= 2 ** -7 * ref.abs().max()
 
 
+@pytest.mark.slow
 def test_optimized_keyframe_matches_golden(make_weights, reference_dir):
     net = build_evss(19).eval()
     load_checkpoint(net, make_weights.make_state_dict("citys", 0))
