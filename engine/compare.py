@@ -27,11 +27,11 @@ from engine.predictors import KeyframeStream, PerFrame, Predictor, Recurrent
 from engine.report import pct
 from engine.stages import train
 from engine.stream_eval import StreamEvaluator, evaluate_clips
-from model import CSRNet, RecurrentCSRNet, build_davss, build_evss, load_checkpoint
+from model import DAVSS, EVSS, CSRNet, RecurrentCSRNet, build_davss, build_evss, load_checkpoint
 from model.checkpoint import read_state_dict
 
 __all__ = ["DATASETS", "DEFAULT_METHODS", "DEMO_STAGES", "METHODS", "Checkpoints", "Context", "Method",
-           "SyntheticTrainer", "comparison_clips", "evaluate", "latency", "results_markdown"]
+           "SyntheticTrainer", "comparison_clips", "evaluate_methods", "latency", "results_markdown"]
 
 DATASETS = ("synthetic", "cityscapes", "camvid")
 DEFAULT_METHODS = ("per_frame", "etc", "convlstm", "evss_k5", "evss_k10")
@@ -74,13 +74,13 @@ def _recurrent(ctx: Context, name: str) -> RecurrentCSRNet:
     return net.eval()
 
 
-def _evss(ctx: Context, name: str):
+def _evss(ctx: Context, name: str) -> EVSS:
     net = build_evss(ctx.num_classes).to(ctx.device)
     load_checkpoint(net, ctx.checkpoint(name))
     return net.eval()
 
 
-def _davss(ctx: Context, name: str):
+def _davss(ctx: Context, name: str) -> DAVSS:
     net = build_davss(ctx.num_classes, align_corners=False, keyframe="csrnet").to(ctx.device)
     load_checkpoint(net, ctx.checkpoint(name))
     return net.eval()
@@ -214,7 +214,7 @@ def comparison_clips(dataset: str, split: str = "val", data_root: str | None = N
     return build_dataset(dataset, data_root, split, "eval", length=window, missing="skip")
 
 
-def evaluate(predictors: dict[str, Predictor], dataset, num_classes: int, ignore_index: int, device: torch.device,
+def evaluate_methods(predictors: dict[str, Predictor], dataset, num_classes: int, ignore_index: int, device: torch.device,
              limit: int | None = None, on_clip: Callable[[int, int, StreamEvaluator], None] | None = None
              ) -> tuple[dict[str, dict], dict[str, str]]:
     """Stream every clip through every predictor with DIS flow; returns per predictor ``miou``, ``tc``,

@@ -54,7 +54,7 @@ import torch  # noqa: E402
 
 from engine.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from engine.compare import (DATASETS, DEFAULT_METHODS, METHODS, Checkpoints, Context, SyntheticTrainer,  # noqa: E402
-                            comparison_clips, evaluate, latency, results_markdown)
+                            comparison_clips, evaluate_methods, latency, results_markdown)
 from engine.config import ConfigError  # noqa: E402
 from engine.environment import collect_env  # noqa: E402
 from engine.stream_eval import StreamEvaluator  # noqa: E402
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     eval_start = time.perf_counter()
-    scores, flow = evaluate(predictors, dataset, args.num_classes, getattr(dataset, "ignore_index", 255), device,
-                            args.limit, on_clip=_print_clip)
+    scores, flow = evaluate_methods(predictors, dataset, args.num_classes, getattr(dataset, "ignore_index", 255),
+                                    device, args.limit, on_clip=_print_clip)
     eval_seconds = time.perf_counter() - eval_start
     timing_frames = dataset[0]["frames"][:args.time_frames].to(device)
     ms = latency(predictors, timing_frames, args.repeats, args.warmup, device)
