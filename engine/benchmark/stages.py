@@ -114,8 +114,8 @@ class DAVSSRunner(StageRunner):
     flop_stages = ("key", "flownet", "dmnet", "cfnet", "nonkey")
     model: DAVSS
 
-    def __init__(self, model: DAVSS, name: str = "davss"):
-        super().__init__(name, model)
+    def __init__(self, model: DAVSS):
+        super().__init__("davss", model)
 
     def part_functions(self, f0: Tensor, f1: Tensor, after_key: StreamState) -> StageFunctions:
         model, carried = self.model, after_key.carried
