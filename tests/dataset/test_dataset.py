@@ -559,7 +559,7 @@ def test_shared_camvid_segnet(shared_dir):
 
 
 def test_bench_loader_smoke(tmp_path):
-    from tools.bench_loader import loader_throughput
+    from engine.benchmark.loader import loader_throughput  # the data-loading benchmark on this layout
 
     make_cityscapes(tmp_path)
     result = loader_throughput(build_dataset("cityscapes", tmp_path, "val", "train"), num_workers=0)

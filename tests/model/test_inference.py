@@ -134,6 +134,7 @@ def test_op_errors():
         torch.ops.evss.fused_merge_argmax(warped, update.double(), edge, dm, 0.2, 20, 24)
 
 
+@pytest.mark.slow
 def test_fold_batchnorm_equals_unfolded(net):
     import copy
 
@@ -158,6 +159,7 @@ def test_fold_batchnorm_equals_unfolded(net):
 
 
 # odd maps inside FlowNet (its 5×5/2 Winograd layers), and a batch of two
+@pytest.mark.slow
 @pytest.mark.parametrize("batch, size", [(1, (64, 96)), (1, (50, 70)), (2, (50, 70))])
 def test_optimized_stream_matches_reference(net, batch, size):
     g = torch.Generator().manual_seed(1)
@@ -188,6 +190,7 @@ def _non_keyframe_steps(models, seed: int) -> tuple[list[torch.Tensor], list[dic
     return frames, outs
 
 
+@pytest.mark.slow
 def test_fast_mode_is_bf16_and_close_to_exact(net):
     exact, fast = optimize_for_inference(net), optimize_for_inference(net, fast=True)
     assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
@@ -269,6 +272,7 @@ def test_resize_flow_scales_values_to_the_new_grid():
     assert torch.allclose(resize_flow(ramp, (1, 4))[0, 0, 0], (2 * torch.arange(4.0) + 0.5) / 2)
 
 
+@pytest.mark.slow
 def test_nonkey_scale(net):
     with pytest.raises(ValueError, match="nonkey_scale"):
         optimize_for_inference(net, nonkey_scale=0)
