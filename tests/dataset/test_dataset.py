@@ -6,7 +6,6 @@ frame number (and green the sequence), so a test can tell which file a sample de
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,9 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from dataset import (  # noqa: E402
     CAMVID,

@@ -11,7 +11,7 @@ import pytest
 
 from engine.malloc import retain_freed_memory
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Minor page faults of the third keyframe of the exact network at 1024×1024, whose 128-channel maps on
 # the 1/4 grid (33.5 MB) lie above glibc's largest dynamic mmap threshold (32 MiB).
@@ -38,6 +38,7 @@ def _probe(mode: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc thresholds")
 def test_retained_memory_is_not_faulted_in_again():
     default, retained = _probe("default"), _probe("retain")

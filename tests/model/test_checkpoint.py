@@ -11,7 +11,7 @@ import torch
 
 from model import CSRNet, CheckpointError, build_evss, clean_to_released, load_checkpoint, released_to_clean
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
