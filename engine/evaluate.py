@@ -73,9 +73,10 @@ def shard_indices(num: int, rank: int, world: int) -> range:
 class WindowEvaluator:
     """A network's stages on the frames of one window, the keyframe logits and flows each computed once.
 
-    It stands in for the net in :class:`model.Stream` (and in the predictors built on it):
-    :meth:`keyframe` and :meth:`flow` on the window's frames (:meth:`frame`) come from the caches, every
-    other stage and attribute is the net's. The previous frame of a flow is recognised by value too,
+    It stands in for the net in :class:`model.Stream` (and in the predictors built on it): it has the
+    :class:`model.StreamingNet` stages; :meth:`keyframe` and :meth:`flow` on the window's frames
+    (:meth:`frame`) come from the caches, the other stages are the net's (full-resolution streams only:
+    ``pred_only`` streams are not served). The previous frame of a flow is recognised by value too,
     so a stream continued from the previous window (shifted by one frame) still finds its flow.
 
     Args:
@@ -92,11 +93,6 @@ class WindowEvaluator:
         self._views: List[Tensor] = []
         if frames is not None:
             self.load(frames)
-
-    def __getattr__(self, name: str):
-        if name == "net":  # not set yet (e.g. while unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.net, name)
 
     def load(self, frames: Tensor) -> None:
         """Move on to the window ``frames`` (T×3×H×W); the caches of the previous one are dropped."""
@@ -136,6 +132,28 @@ class WindowEvaluator:
         if t not in self._flow:
             self._flow[t] = self.net.flow(current, self._views[t - 1])
         return self._flow[t]
+
+    # ---------------------------------------------------------------- the net's other stages
+    def carry(self, frame: Tensor, logits_q: Tensor) -> Tensor:
+        return self.net.carry(frame, logits_q)
+
+    def carried_logits(self, carried: Tensor) -> Tensor:
+        return self.net.carried_logits(carried)
+
+    def keyframe_classes(self, logits_q: Tensor) -> Optional[Tensor]:
+        return self.net.keyframe_classes(logits_q)
+
+    def rectify(self, frame: Tensor, carried: Tensor, key_classes: Optional[Tensor], wf: Optional[float] = None) -> dict:
+        return self.net.rectify(frame, carried, key_classes, wf)
+
+    def upsample(self, logits_q: Tensor) -> Tensor:
+        return self.net.upsample(logits_q)
+
+    def keyframe_outputs(self, frame: Tensor, logits_q: Tensor, carried: Tensor) -> dict:
+        return self.net.keyframe_outputs(frame, logits_q, carried)
+
+    def prepare(self, frame: Tensor) -> Tensor:
+        return self.net.prepare(frame)
 
     # ---------------------------------------------------------------- the protocol's predictions
     def key_logits(self, t: int) -> Tensor:
