@@ -4,7 +4,7 @@ Two measures, each computed for any :class:`engine.flow_estimators.FlowEstimator
 convention everywhere is ``estimator(current, previous)`` -> backward flow current→previous in
 pixels of the input, i.e. ``current(x) ≈ previous(x + flow(x))``):
 
-1. **End-point error on the MPI-Sintel sample** (``../shared/data/sintel_sample``, clean pass,
+1. **End-point error on an MPI-Sintel sample pair** (a ``sintel_sample`` folder: clean pass,
    alley_2, 436×1024).  Its ground truth ``frame_0002.flo`` is the *forward* flow 2→3,
    ``I2(x) ≈ I3(x + F(x))``, which is exactly the backward convention with current = frame 2 and
    previous = frame 3; so the estimate is ``estimator(frame2, frame3)`` and it is compared with F

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Evaluate optical-flow estimators: EPE on ../shared/data/sintel_sample and warping error on the
-# consecutive frames of ../shared/data/camvid_segnet/val (see tools/eval_flow.py).
+# Evaluate optical-flow estimators: EPE on an MPI-Sintel sample pair ($SINTEL) and warping error on the
+# consecutive frames of CamVid val in the SegNet layout ($CAMVID) (see tools/eval_flow.py).
 #
 #   bash run/eval_flow.sh [OUT_DIR] [tools/eval_flow.py arguments...]
 #

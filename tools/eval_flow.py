@@ -1,7 +1,7 @@
 """Evaluate optical-flow estimators: EPE on the MPI-Sintel sample and warping error on CamVid val.
 
     python -m tools.eval_flow [dis] [farneback] [zero] [dis-fast] [--flownet CKPT[=NAME] ...] \
-        [--sintel DIR] [--camvid DIR] [--split val] [--limit N] [--out DIR] [--threads 1]
+        --sintel DIR --camvid DIR [--split val] [--limit N] [--out DIR] [--threads 1]
 
 Every estimator is called as ``estimator(current, previous)`` (backward flow current→previous):
 * Sintel (``sintel_sample``, 436×1024): current = frame 2, previous = frame 3, compared with the
@@ -20,14 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
+import cv2
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from engine.atomic import atomic_write_json, atomic_write_text
+from engine.environment import collect_env
+from engine.flow_eval import build_estimator, camvid_pairs, camvid_warping_error, load_sintel_sample, sintel_epe
+
 BUILTIN = ("dis", "dis-fast", "dis-ultrafast", "farneback", "zero")
 
 
@@ -37,8 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("estimators", nargs="*", help=f"built-in estimators: {', '.join(BUILTIN)}")
     p.add_argument("--flownet", action="append", default=[], metavar="CKPT[=NAME]",
                    help="a FlowNetS checkpoint to evaluate (repeatable)")
-    p.add_argument("--sintel", default=str(SHARED / "sintel_sample"), help="sintel_sample folder ('' skips)")
-    p.add_argument("--camvid", default=str(SHARED / "camvid_segnet"), help="camvid_segnet root ('' skips)")
+    p.add_argument("--sintel", default=os.environ.get("SINTEL", ""),
+                   help="MPI-Sintel sample folder (alley_2 clean pair with its .flo; default: $SINTEL; '' skips)")
+    p.add_argument("--camvid", default=os.environ.get("CAMVID", ""),
+                   help="CamVid root in the SegNet layout (default: $CAMVID; '' skips)")
     p.add_argument("--split", default="val", help="CamVid split folder whose consecutive frames are used")
     p.add_argument("--limit", type=int, default=None, help="only the first N CamVid pairs")
     p.add_argument("--out", default="runs/flow_eval", help="output folder")
@@ -50,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"unknown estimator {name!r} (built-in: {', '.join(BUILTIN)}; networks: --flownet CKPT)")
     if not args.estimators and not args.flownet:
         args.estimators = ["dis", "farneback", "zero"]
+    if not args.sintel and not args.camvid:
+        p.error("no data: give --sintel DIR and/or --camvid DIR (or set SINTEL / CAMVID)")
     return args
 
 
@@ -90,18 +98,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-        import cv2
         cv2.setNumThreads(args.threads)
-    from engine.atomic import atomic_write_json, atomic_write_text
-    from engine.environment import collect_env
-    from engine.flow_eval import (
-        build_estimator,
-        camvid_pairs,
-        camvid_warping_error,
-        load_sintel_sample,
-        sintel_epe,
-    )
-
     specs = list(args.estimators) + [f"flownet:{s}" for s in args.flownet]
     estimators = [build_estimator(s, args.device) for s in specs]
     names = [e.name for e in estimators]
