@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from model.warp import warp_backend
+from model.winograd import winograd_op_available
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,9 +39,6 @@ def cpu_model() -> str:
 
 def collect_env() -> dict:
     """A JSON-ready report of the software and hardware a run uses."""
-    from model.warp import warp_backend
-    from model.winograd import winograd_op_available
-
     report = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

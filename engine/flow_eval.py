@@ -36,9 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
 from engine.flow_estimators import FlowEstimator, ModelFlow, OpenCVFlow
+from engine.metrics import fb_consistency_mask
+from model import FlowNetS, load_checkpoint, warp
+from model.checkpoint import read_state_dict
 
 __all__ = [
     "FLO_MAGIC",
@@ -99,16 +104,12 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
 
 def load_image(path: str | Path) -> Tensor:
     """An image file → 1×3×H×W float32 RGB in [0, 1]."""
-    from PIL import Image
-
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 
 def _load_mask(path: Path) -> Tensor:
-    from PIL import Image
-
     with Image.open(path) as image:
         return torch.from_numpy(np.asarray(image.convert("L")) > 127)
 
@@ -209,9 +210,6 @@ class NetworkFlow(ModelFlow):
 
 def load_flownet(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """A FlowNetS in eval mode from a stage-1b checkpoint, a FlowNet-only checkpoint or a full EVSS one."""
-    from model import FlowNetS, load_checkpoint
-    from model.checkpoint import read_state_dict
-
     net = FlowNetS().to(device)
     state = read_state_dict(path, map_location=device)
     if any(k.startswith("flownet.") for k in state):  # a whole EVSS net: take its FlowNet part
@@ -245,8 +243,6 @@ def warping_error(previous: Tensor, current: Tensor, flow: Tensor, mask: Tensor 
     ``psnr`` (dB, peak 1) and, when ``mask`` (B×H×W bool, True = counted) is given, ``l1_masked``,
     ``l1_sum_masked`` / ``pixels_masked`` (for pixel-weighted pooling over pairs) and ``kept``.
     """
-    from model import warp
-
     warped = warp(previous.float().contiguous(), flow.float().contiguous())
     diff = (warped - current.float())
     abs_err = diff.abs().mean(1)  # B×H×W, mean over channels
@@ -294,8 +290,6 @@ def camvid_warping_error(estimators: Sequence[FlowEstimator], pairs: Iterable[tu
     (pixel-weighted over pairs), ``kept_own`` / ``kept_ref`` (fraction of pixels in each mask),
     ``ms_per_flow`` (one direction) and ``pairs``.
     """
-    from engine.metrics import fb_consistency_mask
-
     reference = reference if reference is not None else OpenCVFlow("dis", preset="medium")
     pairs = list(pairs)
     if not pairs:
@@ -304,7 +298,6 @@ def camvid_warping_error(estimators: Sequence[FlowEstimator], pairs: Iterable[tu
                     "n_pix": 0, "seconds": 0.0, "flows": 0} for e in estimators}
     iterator = pairs
     if progress:
-        from tqdm import tqdm
         iterator = tqdm(pairs, desc="camvid pairs", mininterval=5.0)
     for prev_path, cur_path in iterator:
         previous, current = load_image(prev_path), load_image(cur_path)

@@ -14,91 +14,21 @@ class maps). The frames per second of the run are printed at the end.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
 
-if __package__ in (None, ""):  # run as a script: python tools/infer_video.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-
-
-def _natural_key(path: Path):
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-class FrameSource:
-    """Frames of a video file or an image folder as H×W×3 uint8 BGR arrays, one at a time."""
-
-    def __init__(self, source: str | Path, fps: Optional[float] = None) -> None:
-        self.source = Path(source)
-        if not self.source.exists():
-            raise FileNotFoundError(f"{self.source}: no such video file or frame folder")
-        if self.source.is_dir():
-            self.paths = sorted((p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
-                                key=_natural_key)
-            if not self.paths:
-                raise FileNotFoundError(f"{self.source}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            self.fps = fps or 15.0
-            self.count = len(self.paths)
-        else:
-            self.paths = None
-            capture = cv2.VideoCapture(str(self.source))
-            if not capture.isOpened():
-                raise RuntimeError(f"{self.source}: OpenCV cannot open this video")
-            native = capture.get(cv2.CAP_PROP_FPS)
-            self.fps = fps or (native if native and native > 0 else 25.0)
-            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-            capture.release()
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        if self.paths is not None:
-            for path in self.paths:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise RuntimeError(f"{path}: cannot read this image")
-                yield image
-            return
-        capture = cv2.VideoCapture(str(self.source))
-        try:
-            while True:
-                ok, image = capture.read()
-                if not ok:
-                    break
-                yield image
-        finally:
-            capture.release()
-
-
-def target_size(height: int, width: int, max_size: Optional[int], size: Optional[Tuple[int, int]]) -> Tuple[int, int]:
-    """Processing size (H, W): ``size`` if given, else scaled so the longer side is ≤ ``max_size``."""
-    if size is not None:
-        return size
-    if max_size and max(height, width) > max_size:
-        scale = max_size / max(height, width)
-        return max(8, round(height * scale)), max(8, round(width * scale))
-    return height, width
-
-
-def overlay(frame_rgb: np.ndarray, colour: np.ndarray, alpha: float) -> np.ndarray:
-    """Blend the colourised segmentation over the frame (both H×W×3 uint8 RGB)."""
-    return cv2.addWeighted(colour, alpha, frame_rgb, 1.0 - alpha, 0.0)
-
-
-def distortion_image(dm: Optional[torch.Tensor], height: int, width: int) -> np.ndarray:
-    """The fine distortion map (1×1×h×w in [0, 1], or None for a keyframe) as an RGB heat map."""
-    if dm is None:
-        return np.zeros((height, width, 3), np.uint8)
-    grey = (dm[0, 0, :height, :width].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+from dataset.labels import CAMVID, CITYSCAPES, colorize
+from dataset.video_reader import VideoFrames, target_size
+from engine.malloc import retain_freed_memory
+from engine.visualize import distortion_image, overlay
+from model import build_evss, load_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,10 +60,6 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.keyframe_interval < 1:
         raise SystemExit("--keyframe-interval must be >= 1")
-    from dataset.labels import CAMVID, CITYSCAPES, colorize
-    from engine.malloc import retain_freed_memory
-    from model import build_evss, load_checkpoint
-
     classes = {19: CITYSCAPES, 11: CAMVID}.get(args.num_classes)
     if classes is None:
         raise SystemExit("--num-classes must be 19 (Cityscapes colours) or 11 (CamVid colours)")
@@ -148,7 +74,7 @@ def main(argv=None) -> dict:
         print("[infer] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
     net.to(device).eval()
 
-    source = FrameSource(args.input, args.fps)
+    source = VideoFrames(args.input, args.fps)
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     png_dir = Path(args.png_dir) if args.png_dir else None
@@ -161,7 +87,6 @@ def main(argv=None) -> dict:
     total = min(limits) if limits else None
     bar = None
     if not args.no_progress:
-        from tqdm import tqdm
         bar = tqdm(total=total, desc="infer", unit="frame", dynamic_ncols=True)
 
     stream = net.stream(args.wf)
