@@ -22,6 +22,7 @@ from torch import Tensor
 from dataset import SyntheticVideoDataset, build_dataset
 from engine.benchmark.timing import time_stages
 from engine.config import ConfigError
+from engine.demo import DEMO_STAGES, train_demo_stages
 from engine.flow_estimators import OpenCVFlow
 from engine.predictors import KeyframeStream, PerFrame, Predictor, Recurrent
 from engine.report import pct
@@ -35,8 +36,6 @@ __all__ = ["DATASETS", "DEFAULT_METHODS", "DEMO_STAGES", "METHODS", "Checkpoints
 
 DATASETS = ("synthetic", "cityscapes", "camvid")
 DEFAULT_METHODS = ("per_frame", "etc", "convlstm", "evss_k5", "evss_k10")
-#: The checkpoints a demo run (tools/demo.py) trains, each from configs/synthetic_<name>.yaml.
-DEMO_STAGES = ("csrnet", "flownet", "evss")
 
 
 @dataclass
@@ -139,14 +138,10 @@ class SyntheticTrainer:
         return final
 
     def demo_stages(self) -> None:
-        """The demo's three stages, in order (as tools/demo.py trains them)."""
-        for stage in DEMO_STAGES:
-            extra = ["train.progress=true"]
-            if stage == "evss":
-                extra += [f"model.csrnet={self.out / 'csrnet' / 'final.pth'}",
-                          f"model.flownet={self.out / 'flownet' / 'final.pth'}"]
-            self.seconds.setdefault(stage, 0.0)  # stays 0 when reused
-            self._run(stage, f"configs/synthetic_{stage}.yaml", extra, "the config's iterations")
+        """The demo's three stages, in order (:func:`engine.demo.train_demo_stages`)."""
+        trained = train_demo_stages(self.out, self.threads, self.overrides, tag="compare")
+        for stage, seconds in trained.items():
+            self.seconds.setdefault(stage, seconds)
 
     def finetune(self, name: str, config: str, extra: list[str], csrnet: Path, config_iters: bool = False) -> Path:
         """Train checkpoint ``name`` from ``config`` for ``iters`` iterations (``config_iters``: the config's)."""
