@@ -28,6 +28,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import cv2
+
 from .errors import DatasetError, MissingFileError
 from .files import IMAGE_EXTENSIONS
 from .lists import ListEntry, read_list
@@ -151,3 +153,42 @@ def camvid_frames(root: str | Path, split: str = "train", list_file: str | Path 
         frame, label = (root.joinpath(*Path(path).parts[-2:]) for path in (entry.frame, entry.label))
         frames.append(labelled_frame(entry, frame, label, index, label.stem))
     return frames
+
+
+def needed_frames(labels_dir: Path, seq: str, before: int, after: int) -> set[int]:
+    """Video frame numbers within ``before`` frames before and ``after`` frames after each label of ``seq``."""
+    frames: set[int] = set()
+    for label in labels_dir.glob(f"{seq}_*.png"):
+        match = NAME_PATTERN.fullmatch(label.stem)
+        if match is not None and match["seq"] == seq:
+            frame = int(match["number"]) + VIDEO_FRAME_SHIFT.get(seq, 0)
+            frames.update(range(max(frame - before, 0), frame + after + 1))
+    return frames
+
+
+def extract_video_frames(video: Path, seq: str, out_dir: Path, frames: set[int] | None) -> int:
+    """Decode ``video`` and write its frames ``frames`` (all when None) as
+    ``out_dir/<seq><video ext>_<6-digit frame>.png`` (the original's video layout); returns how many."""
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise MissingFileError(f"{video}: video cannot be opened")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = max(frames) if frames is not None else None
+    written, index = 0, 0
+    while last is None or index <= last:
+        if frames is None or index in frames:
+            ok, image = capture.read()
+            if ok:
+                path = out_dir / f"{seq}{video.suffix}_{index:06d}.png"
+                if not cv2.imwrite(str(path), image):
+                    raise OSError(f"{path}: could not be written")
+                written += 1
+        else:
+            ok = capture.grab()
+        if not ok:
+            break
+        index += 1
+    capture.release()
+    if last is not None and index <= last:
+        print(f"warning: {video} ends at frame {index - 1}, frames up to {last} were wanted")
+    return written

@@ -16,7 +16,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from .errors import MissingFileError
+from .labels import CITYSCAPES_LABELS, CityscapesLabel, label_id_lut, label_ids_to_train_ids
 from .lists import ListEntry, read_list
 from .video import FrameIndex, LabelledFrame, labelled_frame
 
@@ -26,6 +30,7 @@ CITYSCAPES_OFFSETS = (-5, -4, -3, -2, -1, 2, 3, 4, 5)
 FRAME_PATTERN = re.compile(r"(?P<seq>[^_/]+_\d{6})_(?P<number>\d{6})_leftImg8bit")
 LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
 ORIGINAL_LABEL_SUFFIX = "_gtFine_trainIds.png"
+LABEL_IDS_SUFFIX = "_gtFine_labelIds.png"
 
 
 def _relative(path: str | Path, root: Path) -> str:
@@ -87,3 +92,30 @@ def cityscapes_frames(root: str | Path, split: str = "train",
         sample_id = frame.stem.removesuffix("_leftImg8bit")
         frames.append(labelled_frame(entry, frame, _label_path(root, entry.label), index, sample_id))
     return frames
+
+
+def label_id_table() -> tuple[np.ndarray, str]:
+    """The labelId → trainId lookup table (255 = ignore) and where it came from: ``cityscapesscripts``'
+    label table when it is installed, else the project's own (:data:`dataset.labels.CITYSCAPES_LABELS`;
+    the tests check that the two agree)."""
+    try:
+        from cityscapesscripts.helpers.labels import labels  # optional: the official table
+    except ImportError:
+        return label_id_lut(CITYSCAPES_LABELS), "dataset.labels"
+    table = tuple(CityscapesLabel(label.name, label.id, label.trainId if 0 <= label.trainId < 255 else 255)
+                  for label in labels)
+    return label_id_lut(table), "cityscapesscripts"
+
+
+def convert_label_ids(path: Path, lut: np.ndarray, overwrite: bool = False) -> bool:
+    """Write the ``*_gtFine_labelTrainIds.png`` of one ``*_gtFine_labelIds.png`` through ``lut``;
+    returns False when it existed and was kept (``overwrite`` False)."""
+    target = path.with_name(path.name[: -len(LABEL_IDS_SUFFIX)] + LABEL_SUFFIX)
+    if target.exists() and not overwrite:
+        return False
+    label_ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label_ids is None or label_ids.ndim != 2:
+        raise MissingFileError(f"{path}: not a readable single-channel label image")
+    if not cv2.imwrite(str(target), label_ids_to_train_ids(label_ids, lut, source=str(path))):
+        raise OSError(f"{target}: could not be written")
+    return True

@@ -5,68 +5,25 @@
 by default only the frames that the training offsets and 10-frame evaluation windows of the labels
 in ``<root>/11labels`` use (``--all-frames`` for every frame)::
 
-    python tools/prepare_camvid.py extract --root DATA/camvid 0001TP.avi 0006R0.mxf 01TP_extract.avi=0001TP
+    python -m tools.prepare_camvid extract --root DATA/camvid 0001TP.avi 0006R0.mxf 01TP_extract.avi=0001TP
 
 (``VIDEO=SEQ`` names the sequence when the file's stem is not the sequence name.)
 
 ``lists``: write ``<list-dir>/<split>.txt`` in the original's format by scanning the folders, for
 the video layout (splits train, val, test, trainval, all) or the SegNet layout (split folders)::
 
-    python tools/prepare_camvid.py lists --root DATA/camvid --splits trainval test
+    python -m tools.prepare_camvid lists --root DATA/camvid --splits trainval test
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import cv2
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dataset.camvid import NAME_PATTERN, VIDEO_FRAME_SHIFT, camvid_segnet_list, camvid_video_list, detect_layout  # noqa: E402
-from dataset.errors import MissingFileError  # noqa: E402
-from dataset.lists import write_list  # noqa: E402
-
-
-def needed_frames(labels_dir: Path, seq: str, before: int, after: int) -> set[int]:
-    """Video frame numbers within ``before`` frames before and ``after`` frames after each label of ``seq``."""
-    frames: set[int] = set()
-    for label in labels_dir.glob(f"{seq}_*.png"):
-        match = NAME_PATTERN.fullmatch(label.stem)
-        if match is not None and match["seq"] == seq:
-            frame = int(match["number"]) + VIDEO_FRAME_SHIFT.get(seq, 0)
-            frames.update(range(max(frame - before, 0), frame + after + 1))
-    return frames
-
-
-def extract(video: Path, seq: str, out_dir: Path, frames: set[int] | None) -> int:
-    """Write frames of ``video`` (all when ``frames`` is None) as PNGs; returns how many were written."""
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise MissingFileError(f"{video}: video cannot be opened")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last = max(frames) if frames is not None else None
-    written, index = 0, 0
-    while last is None or index <= last:
-        if frames is None or index in frames:
-            ok, image = capture.read()
-            if ok:
-                path = out_dir / f"{seq}{video.suffix}_{index:06d}.png"
-                if not cv2.imwrite(str(path), image):
-                    raise OSError(f"{path}: could not be written")
-                written += 1
-        else:
-            ok = capture.grab()
-        if not ok:
-            break
-        index += 1
-    capture.release()
-    if last is not None and index <= last:
-        print(f"warning: {video} ends at frame {index - 1}, frames up to {last} were wanted")
-    return written
+from dataset.camvid import (camvid_segnet_list, camvid_video_list, detect_layout, extract_video_frames,
+                            needed_frames)
+from dataset.errors import MissingFileError
+from dataset.lists import write_list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             frames = None if args.all_frames else needed_frames(args.root / "11labels", seq, args.before, args.after)
             if frames is not None and not frames:
                 raise MissingFileError(f"{args.root / '11labels'}: no labels of sequence {seq!r} ({video})")
-            count = extract(video, seq, args.root / "video_image" / seq, frames)
+            count = extract_video_frames(video, seq, args.root / "video_image" / seq, frames)
             print(f"{video}: {count} frames -> {args.root / 'video_image' / seq}")
         return
     for split in args.splits:
