@@ -23,4 +23,4 @@ args=(--dataset "$DATASET" --data-root "$DATA_ROOT" --checkpoint "$CHECKPOINT" -
 if [ "$NUM_GPUS" -gt 1 ]; then
   exec torchrun --standalone --nproc_per_node="$NUM_GPUS" tools/val.py "${args[@]}"
 fi
-exec python tools/val.py "${args[@]}"
+exec python -m tools.val "${args[@]}"

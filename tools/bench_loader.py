@@ -12,18 +12,14 @@ protocol does.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dataset import build_dataset, train_transform
+from engine.benchmark.loader import loader_throughput
 
-from dataset import build_dataset, train_transform  # noqa: E402
-from engine.benchmark.loader import loader_throughput  # noqa: E402
-
-__all__ = ["loader_throughput", "main"]
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,17 +28,14 @@ from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.atomic import atomic_write_json  # noqa: E402
-from engine.benchmark.accuracy import fast_accuracy  # noqa: E402
-from engine.benchmark.report import print_table  # noqa: E402
-from engine.benchmark.suite import BenchmarkSettings, run_benchmark  # noqa: E402
-from engine.benchmark.variants import METHODS, VARIANTS, BenchmarkError, resolve_weights, variant_options  # noqa: E402
-from engine.environment import collect_env  # noqa: E402
-from engine.malloc import retain_freed_memory  # noqa: E402
-from model.davss import KEYFRAME_NETWORKS  # noqa: E402
+from engine.atomic import atomic_write_json
+from engine.benchmark.accuracy import fast_accuracy
+from engine.benchmark.report import print_table
+from engine.benchmark.suite import BenchmarkSettings, run_benchmark
+from engine.benchmark.variants import METHODS, VARIANTS, BenchmarkError, resolve_weights, variant_options
+from engine.environment import collect_env
+from engine.malloc import retain_freed_memory
+from model.davss import KEYFRAME_NETWORKS
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

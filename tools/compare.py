@@ -47,17 +47,14 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python tools/compare.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from engine.atomic import atomic_write_json, atomic_write_text  # noqa: E402
-from engine.compare import (DATASETS, DEFAULT_METHODS, METHODS, Checkpoints, Context, SyntheticTrainer,  # noqa: E402
+from engine.atomic import atomic_write_json, atomic_write_text
+from engine.compare import (DATASETS, DEFAULT_METHODS, METHODS, Checkpoints, Context, SyntheticTrainer,
                             comparison_clips, evaluate_methods, latency, results_markdown)
-from engine.config import ConfigError  # noqa: E402
-from engine.environment import collect_env  # noqa: E402
-from engine.stream_eval import StreamEvaluator  # noqa: E402
+from engine.config import ConfigError
+from engine.environment import collect_env
+from engine.stream_eval import StreamEvaluator
 
 
 def build_parser() -> argparse.ArgumentParser:

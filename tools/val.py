@@ -20,20 +20,17 @@ import sys
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python tools/val.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.distributed as dist
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-
-from engine.atomic import atomic_write_json, atomic_write_text  # noqa: E402
-from engine.config import ConfigError  # noqa: E402
-from engine.environment import collect_env  # noqa: E402
-from engine.evaluate import DEFAULT_DISTANCES, evaluate_distances, parse_distances  # noqa: E402
-from engine.evaluation_setup import (DATASETS, DEFAULT_CLASSES, build_eval_dataset, build_net,  # noqa: E402
+from engine.atomic import atomic_write_json, atomic_write_text
+from engine.config import ConfigError
+from engine.environment import collect_env
+from engine.evaluate import DEFAULT_DISTANCES, evaluate_distances, parse_distances
+from engine.evaluation_setup import (DATASETS, DEFAULT_CLASSES, build_eval_dataset, build_net,
                                      class_names, davss_align_corners, parse_key_values, setup_distributed)
-from engine.report import PredictionWriter, pct, plot_miou, results_markdown  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from engine.report import PredictionWriter, pct, plot_miou, results_markdown
+from model import load_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
