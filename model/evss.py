@@ -51,7 +51,28 @@ def rectify_pred(conet: CorrectionNet, frame: Tensor, warped_q: Tensor, key_clas
     return {"edge": edge, "update": update, "dm_coarse": dm_coarse, "pred": pred}
 
 
-class EVSS(StreamingNet):
+class EVSSCorrection(StreamingNet):
+    """EVSS's correction stages for a net with ``conet(frame, warped_q) -> (edge, update)`` and a default
+    coarse-map weight ``wf``: the reference :class:`EVSS` and the inference-optimised copy share them."""
+
+    wf: float
+    conet: CorrectionNet
+
+    def rectify(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None = None) -> dict:
+        """Correct warped logits at ``frame`` (:func:`rectify_logits`; ``wf`` None: ``self.wf``)."""
+        return rectify_logits(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf)
+
+    def rectify_pred(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None,
+                     size: tuple[int, int]) -> dict:
+        """The prediction through the fused merge-argmax operator (:func:`rectify_pred`)."""
+        return rectify_pred(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf, size)
+
+    def keyframe_pred(self, logits_q: Tensor, size: tuple[int, int]) -> dict:
+        """The keyframe's prediction through the fused upsample-argmax operator."""
+        return {"pred": upsample_argmax(logits_q, size)}
+
+
+class EVSS(EVSSCorrection):
     """The EVSS network.
 
     Args:
@@ -106,17 +127,6 @@ class EVSS(StreamingNet):
     def flow(self, current: Tensor, previous: Tensor) -> Tensor:
         """FlowNet flow B×2×h×w from ``current`` back to ``previous``."""
         return self.flownet(torch.cat([current, previous], 1))
-
-    def rectify(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None = None) -> dict:
-        """Correct warped logits at ``frame`` (:func:`rectify_logits`; ``wf`` None: ``self.wf``)."""
-        return rectify_logits(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf)
-
-    def rectify_pred(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None,
-                     size: tuple[int, int]) -> dict:
-        return rectify_pred(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf, size)
-
-    def keyframe_pred(self, logits_q: Tensor, size: tuple[int, int]) -> dict:
-        return {"pred": upsample_argmax(logits_q, size)}
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()

@@ -44,10 +44,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .blocks import ConvNormAct, SKFusion, quarter_size, resize
 from .csrnet import BasicBlock, CSRNetBackbone
-from .evss import rectify_logits, rectify_pred
+from .evss import EVSSCorrection
 from .flownet import FlowNetS, compute_cropped_deconvolutions, resize_flow
-from .fusion import upsample_argmax
-from .stream import Stream, StreamingNet
+from .stream import Stream
 from .narrow_conv import NarrowConv2d, is_narrow_eligible
 from .winograd import WinogradConv2d, is_winograd_eligible, winograd_op_available
 
@@ -118,7 +117,7 @@ def _replace(module: nn.Module, eligible: Callable[[nn.Module], bool], make: Cal
     return replaced
 
 
-class InferenceEVSS(StreamingNet):
+class InferenceEVSS(EVSSCorrection):
     """An inference-only copy of an :class:`model.EVSS` (see the module docstring).
 
     Has the stage methods of ``EVSS`` (``keyframe``, ``flow``, ``conet``) with the layout and
@@ -191,16 +190,6 @@ class InferenceEVSS(StreamingNet):
             edge, d2 = resize(edge, size_q), resize(d2, size_q)
             update = self.net.conet.predict_cc(torch.cat([d2, warped_q], 1))
         return self._out(edge), self._out(update)
-
-    def rectify(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None = None) -> dict:
-        return rectify_logits(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf)
-
-    def rectify_pred(self, frame: Tensor, warped_q: Tensor, key_classes_q: Tensor, wf: float | None,
-                     size: tuple[int, int]) -> dict:
-        return rectify_pred(self.conet, frame, warped_q, key_classes_q, self.wf if wf is None else wf, size)
-
-    def keyframe_pred(self, logits_q: Tensor, size: tuple[int, int]) -> dict:
-        return {"pred": upsample_argmax(logits_q, size)}
 
     def stream(self, wf: float | None = None) -> Stream:
         """A prediction-only :class:`model.stream.Stream`: steps return ``pred`` and the 1/4-grid products."""
