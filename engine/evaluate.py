@@ -27,7 +27,7 @@ from model.fusion import crop
 from model.stream import Stream, StreamingNet
 
 __all__ = ["DEFAULT_DISTANCES", "ORIGINAL_DISTANCES", "WindowEvaluator", "evaluate_distances",
-           "make_flow_estimator", "parse_distances", "shard_indices"]
+           "parse_distances", "shard_indices"]
 
 DEFAULT_DISTANCES = tuple(range(1, 10))
 #: The distances the original's validation scripts report.

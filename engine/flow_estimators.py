@@ -24,13 +24,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model import FlowNetS, load_checkpoint
+from model.checkpoint import read_state_dict
 
 from .config import ConfigError
 
-__all__ = ["FLOW_SOURCES", "FlowEstimator", "ModelFlow", "OpenCVFlow", "make_flow_estimator", "to_gray_uint8"]
+__all__ = ["FLOW_SOURCES", "FlowEstimator", "ModelFlow", "OpenCVFlow", "ZeroFlow", "load_flownet",
+           "make_flow_estimator", "to_gray_uint8"]
 
 #: Flow sources of :func:`make_flow_estimator`.
-FLOW_SOURCES = ("model", "flownet", "dis", "farneback")
+FLOW_SOURCES = ("model", "flownet", "dis", "farneback", "zero")
 
 
 def to_gray_uint8(frame: Tensor) -> np.ndarray:
@@ -204,15 +206,44 @@ class ModelFlow(FlowEstimator):
         return up * factor
 
 
+class ZeroFlow(FlowEstimator):
+    """No motion: the identity warp (the baseline of every warping error)."""
+
+    @property
+    def name(self) -> str:
+        return "zero"
+
+    @property
+    def description(self) -> str:
+        return "zero flow (no warping)"
+
+    def estimate(self, current: Tensor, previous: Tensor) -> Tensor:
+        b, _, h, w = current.shape
+        return current.new_zeros(b, 2, h, w)
+
+
+def load_flownet(path: str, device: str | torch.device = "cpu") -> FlowNetS:
+    """A frozen FlowNetS in eval mode from a stage-1b checkpoint, a FlowNet-only checkpoint or a whole
+    EVSS one (its ``flownet.`` part)."""
+    net = FlowNetS().to(device)
+    state = read_state_dict(path, map_location=device)
+    if any(k.startswith("flownet.") for k in state):
+        state = {k[len("flownet."):]: v for k, v in state.items() if k.startswith("flownet.")}
+    load_checkpoint(net, state)
+    return net.eval().requires_grad_(False)
+
+
 def make_flow_estimator(source: str, net: Optional[nn.Module] = None, preset: str = "medium",
-                        flownet_checkpoint: Optional[str] = None) -> FlowEstimator:
+                        flownet_checkpoint: Optional[str] = None, name: Optional[str] = None,
+                        device: str | torch.device = "cpu") -> FlowEstimator:
     """The flow estimator named ``source`` (one of :data:`FLOW_SOURCES`), returning full-resolution
     flow ``current→previous`` in pixels (see the module doc).
 
     * ``"model"``: ``net.flownet`` (the evaluated net's own FlowNet, 1/4 grid, ×4 upsampled);
-    * ``"flownet"``: a frozen :class:`model.FlowNetS` loaded from ``flownet_checkpoint`` (a
-      stage-1b FlowNet or a released checkpoint), in eval mode without gradients;
-    * ``"dis"`` (DIS with ``preset``) or ``"farneback"``: OpenCV, independent of any network.
+    * ``"flownet"``: a frozen :class:`model.FlowNetS` loaded from ``flownet_checkpoint`` onto
+      ``device`` (:func:`load_flownet`), reported as ``name`` (default ``"flownet"``);
+    * ``"dis"`` (DIS with ``preset``) or ``"farneback"``: OpenCV, independent of any network;
+    * ``"zero"``: no motion.
 
     Raises :class:`engine.config.ConfigError` (a ValueError) for an unknown source or a missing
     network / checkpoint.
@@ -225,10 +256,9 @@ def make_flow_estimator(source: str, net: Optional[nn.Module] = None, preset: st
         if not flownet_checkpoint:
             raise ConfigError("flow source 'flownet' needs a FlowNet checkpoint (flownet_checkpoint=PATH: a "
                               "stage-1b FlowNet or released checkpoint); or use the flow source 'dis'")
-        flownet = FlowNetS()
-        load_checkpoint(flownet, flownet_checkpoint)
-        flownet.eval().requires_grad_(False)
-        return ModelFlow(flownet, scale=4, name="flownet")
+        return ModelFlow(load_flownet(flownet_checkpoint, device), scale=4, name=name or "flownet")
     if source in ("dis", "farneback"):
         return OpenCVFlow(source, preset=preset)
+    if source == "zero":
+        return ZeroFlow()
     raise ConfigError(f"flow source must be one of {', '.join(FLOW_SOURCES)}, got {source!r}")

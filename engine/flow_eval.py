@@ -19,10 +19,9 @@ pixels of the input, i.e. ``current(x) ≈ previous(x + flow(x))``):
    DIS's) so that every estimator is also scored on the same pixels.  The zero flow (no warping)
    is the baseline.
 
-The network path (:class:`NetworkFlow`) is the project's FlowNetS: its 1/4-grid flow is upsampled
-bilinearly ×4, multiplied by 4 and cropped to the frame (the network's grid is
-``ceil(ceil(H/2)/2)``, so ×4 upsampling covers at least the frame; for 436×1024 and 360×480 the
-crop removes nothing and the result equals :class:`engine.flow_estimators.ModelFlow`'s).
+The estimators come from :func:`engine.flow_estimators.make_flow_estimator` (:func:`build_estimator`
+reads the command line's names); a FlowNetS checkpoint's 1/4-grid flow is upsampled bilinearly ×4
+with its values ×4 (:class:`engine.flow_estimators.ModelFlow`).
 """
 from __future__ import annotations
 
@@ -35,26 +34,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from engine.flow_estimators import FlowEstimator, ModelFlow, OpenCVFlow
+from engine.flow_estimators import FlowEstimator, OpenCVFlow, make_flow_estimator
 from engine.metrics import fb_consistency_mask
-from model import FlowNetS, load_checkpoint, warp
-from model.checkpoint import read_state_dict
+from model import warp
 
 __all__ = [
     "FLO_MAGIC",
-    "NetworkFlow",
     "SintelSample",
-    "ZeroFlow",
     "build_estimator",
     "camvid_pairs",
     "camvid_warping_error",
     "endpoint_error",
-    "load_flownet",
     "load_image",
     "load_sintel_sample",
     "read_flo",
@@ -170,68 +164,20 @@ def sintel_epe(estimator: FlowEstimator, sample: SintelSample) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- estimators
-class ZeroFlow(FlowEstimator):
-    """No motion: the identity warp (the baseline of every warping error)."""
-
-    @property
-    def name(self) -> str:
-        return "zero"
-
-    @property
-    def description(self) -> str:
-        return "zero flow (no warping)"
-
-    def estimate(self, current: Tensor, previous: Tensor) -> Tensor:
-        b, _, h, w = current.shape
-        return current.new_zeros(b, 2, h, w)
-
-
-class NetworkFlow(ModelFlow):
-    """The project's FlowNetS as an estimator: 1/4-grid flow, bilinear ×4 upsampling, ×4 values, cropped."""
-
-    def __init__(self, flownet, name: str | None = None, source: str | None = None) -> None:
-        super().__init__(flownet, scale=4, input_mode="concat", name=name)
-        self.source = source
-
-    @property
-    def description(self) -> str:
-        where = f" from {self.source}" if self.source else ""
-        return f"FlowNetS{where}: 1/4-grid flow, bilinear ×4 upsampling, ×4 values, cropped to the frame"
-
-    def estimate(self, current: Tensor, previous: Tensor) -> Tensor:
-        with torch.no_grad():
-            out = self.flownet(torch.cat([current, previous], dim=1)).float()
-        h, w = current.shape[-2:]
-        if out.shape[-2] * 4 < h or out.shape[-1] * 4 < w:
-            raise RuntimeError(f"network flow {tuple(out.shape[-2:])} does not cover a {h}×{w} frame at ×4")
-        up = F.interpolate(out, scale_factor=4, mode="bilinear", align_corners=False) * 4.0
-        return up[..., :h, :w].contiguous()
-
-
-def load_flownet(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A FlowNetS in eval mode from a stage-1b checkpoint, a FlowNet-only checkpoint or a full EVSS one."""
-    net = FlowNetS().to(device)
-    state = read_state_dict(path, map_location=device)
-    if any(k.startswith("flownet.") for k in state):  # a whole EVSS net: take its FlowNet part
-        state = {k[len("flownet."):]: v for k, v in state.items() if k.startswith("flownet.")}
-    load_checkpoint(net, state)
-    return net.eval()
-
-
 def build_estimator(spec: str, device: str | torch.device = "cpu") -> FlowEstimator:
-    """``dis`` | ``dis-fast`` | ``dis-ultrafast`` | ``farneback`` | ``zero`` | ``flownet:PATH[=NAME]``."""
-    if spec == "zero":
-        return ZeroFlow()
-    if spec == "farneback":
-        return OpenCVFlow("farneback")
+    """The estimator of a command-line spec, through :func:`engine.flow_estimators.make_flow_estimator`:
+    ``dis`` | ``dis-fast`` | ``dis-ultrafast`` | ``farneback`` | ``zero`` | ``flownet:PATH[=NAME]``
+    (NAME defaults to ``flownet-<run folder>`` for a run's final/last/best.pth, else ``flownet-<stem>``)."""
+    if spec in ("zero", "farneback"):
+        return make_flow_estimator(spec)
     if spec == "dis" or spec.startswith("dis-"):
-        return OpenCVFlow("dis", preset=spec[4:] or "medium")
+        return make_flow_estimator("dis", preset=spec[4:] or "medium")
     if spec.startswith("flownet:"):
         path, _, name = spec[len("flownet:"):].partition("=")
         if not name:
             p = Path(path)
             name = "flownet-" + (p.parent.name if p.stem in ("final", "last", "best") else p.stem)
-        return NetworkFlow(load_flownet(path, device), name=name, source=path)
+        return make_flow_estimator("flownet", flownet_checkpoint=path, name=name, device=device)
     raise ValueError(f"unknown flow estimator {spec!r} (dis, dis-fast, farneback, zero, flownet:PATH[=NAME])")
 
 

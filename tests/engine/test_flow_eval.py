@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from engine.flow_estimators import ModelFlow, ZeroFlow
 from engine.flow_eval import (
-    NetworkFlow,
-    ZeroFlow,
     build_estimator,
     camvid_pairs,
     endpoint_error,
@@ -92,17 +91,24 @@ def test_warping_error_exact_translation_is_zero_and_zero_flow_is_not():
     assert none["l1"] > 0.1 and none["psnr"] < 15
 
 
-def test_network_flow_crops_and_matches_model_flow():
-    from engine.flow_estimators import ModelFlow
-    from model import FlowNetS
+def test_flownet_spec_loads_a_checkpoint_or_its_flownet_part(tmp_path):
+    from model import FlowNetS, build_evss
 
     torch.manual_seed(0)
     net = FlowNetS().eval()
+    torch.save({"model": net.state_dict()}, tmp_path / "final.pth")
+    evss = build_evss(5)
+    evss.flownet.load_state_dict(net.state_dict())
+    torch.save({"model": evss.state_dict()}, tmp_path / "evss.pth")
     a, b = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 32, 48)
-    ours = NetworkFlow(net)(a, b)
-    assert torch.allclose(ours, ModelFlow(net)(a, b))  # divisible by 4: same as ModelFlow
-    odd = NetworkFlow(net)(torch.rand(1, 3, 30, 42), torch.rand(1, 3, 30, 42))
-    assert odd.shape == (1, 2, 30, 42)
+    reference = ModelFlow(net)(a, b)
+    stage = build_estimator(f"flownet:{tmp_path / 'final.pth'}")
+    whole = build_estimator(f"flownet:{tmp_path / 'evss.pth'}=mine")
+    assert stage.name == f"flownet-{tmp_path.name}" and whole.name == "mine"
+    assert torch.equal(stage(a, b), reference) and torch.equal(whole(a, b), reference)
+    assert build_estimator("dis-fast").name == "opencv-dis-fast" and build_estimator("zero").name == "zero"
+    with pytest.raises(ValueError, match="unknown flow estimator"):
+        build_estimator("raft")
 
 
 def test_sintel_sample_loads(shared_dir):
