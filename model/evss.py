@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .conet import CoNet
 from .csrnet import CSRNet
