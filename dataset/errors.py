@@ -1,12 +1,16 @@
 """Exceptions raised by the data sets.
 
 Every message names what is at fault: the file, the list file and line, or the sample and offset.
-All of them are :class:`DatasetError`, a :class:`ValueError`, so callers can catch one type.
+All of them are :class:`DatasetError`, a :class:`ValueError` and a :class:`model.errors.UserError`
+(a command line ends them with one line and exit status 3), so callers can catch one type.
 """
+from model.errors import UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Base class of every data error raised by :mod:`dataset`."""
+
+    exit_code = 3
 
 
 class MissingFileError(DatasetError):

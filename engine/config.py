@@ -18,11 +18,21 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from model.errors import UserError
+
 from .atomic import atomic_write_text
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit the defaults."""
+class ConfigError(UserError, ValueError):
+    """A config file, override or command-line value that does not fit the defaults or the schema."""
+
+    exit_code = 2
+
+
+class ResumeConflictError(ConfigError):
+    """Resuming a run with settings that differ from the ones its weights were trained with."""
+
+    exit_code = 6
 
 
 def _flat_keys(tree: Mapping, prefix: str = "") -> list[str]:

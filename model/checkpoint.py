@@ -23,6 +23,8 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from .errors import CheckpointError
+
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 UNUSED_BUFFERS = ("img_mean", "img_std")
 #: The original backbone's unused image statistics (0–255 scale), restored when converting back.
@@ -35,8 +37,51 @@ PARTS = (("csrnet", "logits.conv.weight"), ("flownet", "predict_flow2.weight"), 
          ("dmnet", "conv4.weight"))
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that does not fit the model; the message lists what is wrong."""
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
+
+
+#: Leading bytes of files people pass by mistake, and what to call them.
+_SIGNATURES = ((b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"\x89HDF", "HDF5 file"),
+               (b"PK\x03\x04", "zip archive"), (b"\x1f\x8b", "gzip file"), (b"%PDF", "PDF document"),
+               (b"\x80", "pickle"))
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """What ``path`` looks like from its first bytes: ``"empty file"``, ``"text file"``, ``"PNG image"``, ..."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        return "empty file"
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return "binary file"
+    return "text file"
+
+
+def load_file(path: str | os.PathLike, map_location: torch.device | str = "cpu") -> dict:
+    """``torch.load(path, weights_only=True)``; :class:`CheckpointError` naming the file and what it
+    is when it is not a PyTorch checkpoint (a text file, an image, a truncated download, ...)."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise CheckpointNotFoundError(f"checkpoint not found: {name}")
+    try:
+        state = torch.load(name, map_location=map_location, weights_only=True)
+    except Exception as err:
+        kind = describe_file(name)
+        if kind in ("zip archive", "pickle"):  # a checkpoint container that does not load
+            raise CheckpointError(f"{name}: not a loadable PyTorch checkpoint ({kind}, possibly truncated or "
+                                  f"holding objects other than tensors: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''})") from err
+        raise CheckpointError(f"{name}: not a PyTorch checkpoint: {kind}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{name}: not a checkpoint: it holds a {type(state).__name__}, not a dict")
+    return state
 
 
 def _strip_wrappers(key: str) -> str:
@@ -104,12 +149,7 @@ def read_state_dict(source: str | os.PathLike | Mapping, map_location: torch.dev
     name = "<state dict>"
     if not isinstance(source, Mapping):
         name = os.fspath(source)
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"checkpoint not found: {name}")
-        try:
-            source = torch.load(name, map_location=map_location, weights_only=True)
-        except Exception as err:
-            raise CheckpointError(f"{name}: not a loadable checkpoint ({type(err).__name__}: {err})") from err
+        source = load_file(name, map_location)
     for wrapper in ("model", "state_dict"):
         if isinstance(source.get(wrapper), Mapping):
             source = source[wrapper]
@@ -145,14 +185,34 @@ def load_checkpoint(net: nn.Module, source: str | os.PathLike | Mapping, strict:
               for k in own if k in state and state[k].shape != own[k].shape]
     if shapes or (strict and (missing or unexpected)):
         where = source if not isinstance(source, Mapping) else "state dict"
-        lines = [f"checkpoint {where} does not fit {type(target).__name__}"
-                 + (f" (loaded into '{prefix.rstrip('.')}')" if prefix else "") + ":"]
+        parts = []
         for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
             if keys:
-                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else ""))
-        raise CheckpointError("\n".join(lines))
+                parts.append(f"{title} ({len(keys)}): " + ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else ""))
+        hint = _class_count_hint(state, own, getattr(target, "num_classes", None))
+        raise CheckpointError(f"checkpoint {where} does not fit {type(target).__name__}"
+                              + (f" (loaded into '{prefix.rstrip('.')}')" if prefix else "") + ": "
+                              + "; ".join(parts) + hint)
     target.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict and not absent)
     return prefix.rstrip(".")
+
+
+def _class_count_hint(state: Mapping[str, Tensor], own: Mapping[str, Tensor], num_classes: int | None) -> str:
+    """" (...: pass --num-classes N)" when the shapes differ only in the model's class count."""
+    if not num_classes:
+        return ""
+    found = set()
+    for key, value in own.items():
+        if key in state and state[key].shape != value.shape and state[key].dim() == value.dim():
+            differing = [(a, b) for a, b in zip(state[key].shape, value.shape) if a != b]
+            if len(differing) != 1 or differing[0][1] != num_classes:
+                return ""
+            found.add(differing[0][0])
+    if len(found) != 1:
+        return ""
+    classes = found.pop()
+    return (f" (the checkpoint predicts {classes} classes and the model {num_classes}: pass --num-classes "
+            f"{classes}, or data.num_classes={classes} in a config)")
 
 
 def _target_prefix(net: nn.Module, state: Mapping[str, Tensor]) -> str:

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import ConvNormAct, ImageNormalize, UpsampleSK, relu, resize
+from .checkpoint import load_file
+from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +164,11 @@ def load_imagenet_encoder(backbone: CSRNetBackbone) -> bool:
     for name in RESNET18_IMAGENET_FILES:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(path)
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
             missing, unexpected = backbone.load_state_dict(state, strict=False)
             if unexpected:
-                raise RuntimeError(f"{path}: unexpected keys for the ResNet-18 encoder: {unexpected[:5]}")
+                raise CheckpointError(f"{path}: unexpected keys for the ResNet-18 encoder: {unexpected[:5]}")
             log.info("ImageNet ResNet-18 weights loaded from %s", path)
             return True
     log.warning("ImageNet ResNet-18 weights are not in %s (%s); the encoder starts from random weights. "

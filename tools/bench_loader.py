@@ -18,6 +18,7 @@ import torch
 
 from dataset import build_dataset, train_transform
 from engine.benchmark.loader import loader_throughput
+from model.errors import run_cli
 
 __all__ = ["main"]
 
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from engine.benchmark.timing import time_stages
 from model.warp import warp, warp_backend, warp_pytorch
+from model.errors import run_cli
 
 
 def _grid(flow: torch.Tensor) -> torch.Tensor:
@@ -82,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

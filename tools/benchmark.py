@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -32,10 +31,11 @@ from engine.atomic import atomic_write_json
 from engine.benchmark.accuracy import fast_accuracy
 from engine.benchmark.report import print_table
 from engine.benchmark.suite import BenchmarkSettings, run_benchmark
-from engine.benchmark.variants import METHODS, VARIANTS, BenchmarkError, resolve_weights, variant_options
+from engine.benchmark.variants import METHODS, VARIANTS, resolve_weights, variant_options
 from engine.environment import collect_env
 from engine.malloc import retain_freed_memory
 from model.davss import KEYFRAME_NETWORKS
+from model.errors import run_cli
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -145,13 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except BenchmarkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -9,13 +9,14 @@ import argparse
 import json
 
 from engine.environment import collect_env
+from model.errors import run_cli
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--warp-only", action="store_true", help="print only the active warp implementation")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = collect_env()
     if args.warp_only:
         print(report["warp_backend"])
@@ -28,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

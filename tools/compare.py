@@ -55,6 +55,7 @@ from engine.compare import (DATASETS, DEFAULT_METHODS, METHODS, Checkpoints, Con
 from engine.config import ConfigError
 from engine.environment import collect_env
 from engine.stream_eval import StreamEvaluator
+from model.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +93,7 @@ def _pairs(items: list[str], sep: str, what: str) -> list[tuple[str, str]]:
     for item in items:
         key, found, value = item.partition(sep)
         if not found or not key or not value:
-            raise SystemExit(f"{what} {item!r} is not NAME{sep}VALUE")
+            raise ConfigError(f"{what} {item!r} is not NAME{sep}VALUE")
         out.append((key, value))
     return out
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = [n for n in args.methods.split(",") if n]
     unknown = [n for n in names if n not in METHODS]
     if unknown:
-        raise SystemExit(f"unknown methods {unknown}; known: {sorted(METHODS)}")
+        raise ConfigError(f"unknown methods {unknown}; known: {sorted(METHODS)}")
     args.num_classes = args.num_classes or (11 if args.dataset == "camvid" else 19)
     given = {k: Path(v) for k, v in _pairs(args.checkpoint, "=", "--checkpoint")}
     overrides: dict[str, list[str]] = {}
@@ -124,11 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     ctx = Context(args.num_classes, device, ckpts)
 
     predictors = {n: METHODS[n].build(ctx) for n in names}
-    try:
-        dataset = comparison_clips(args.dataset, args.split, args.data_root, args.window, args.clips, args.clip_len,
-                                   args.height, args.width, args.num_classes)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+    dataset = comparison_clips(args.dataset, args.split, args.data_root, args.window, args.clips, args.clip_len,
+                               args.height, args.width, args.num_classes)
     eval_start = time.perf_counter()
     scores, flow = evaluate_methods(predictors, dataset, args.num_classes, getattr(dataset, "ignore_index", 255),
                                     device, args.limit, on_clip=_print_clip)
@@ -158,4 +156,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -14,6 +14,7 @@ import argparse
 
 from engine.atomic import atomic_torch_save
 from model.checkpoint import clean_to_released, read_state_dict
+from model.errors import run_cli
 
 
 def main() -> None:
@@ -32,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from engine.demo import DEMO_STAGES, run_demo
+from model.errors import run_cli
 
 
 def main(argv=None) -> dict:
@@ -39,4 +40,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -28,6 +28,7 @@ from engine.evaluate import parse_distances
 from engine.evaluation_setup import DATASETS, build_eval_dataset, build_net, davss_align_corners, parse_key_values
 from engine.report import pct
 from model import build_evss, load_checkpoint
+from model.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,15 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not (args.davss or args.evss):
-        raise SystemExit("give --davss and/or --evss checkpoints")
+        raise ConfigError("give --davss and/or --evss checkpoints")
     distances = parse_distances(args.distances)
     if max(distances) >= args.window:
-        raise SystemExit(f"--window {args.window} is too short for distance {max(distances)}")
-    try:
-        dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
-                                     args.missing, args.num_classes, parse_key_values(args.synthetic))
-    except ConfigError as err:
-        raise SystemExit(str(err)) from None
+        raise ConfigError(f"--window {args.window} is too short for distance {max(distances)}")
+    dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
+                                 args.missing, args.num_classes, parse_key_values(args.synthetic))
     num_classes = args.num_classes or dataset.num_classes
     nets = {}
     if args.evss:
@@ -116,4 +114,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -29,8 +29,10 @@ import cv2
 import torch
 
 from engine.atomic import atomic_write_json, atomic_write_text
+from engine.config import ConfigError
 from engine.environment import collect_env
 from engine.flow_eval import build_estimator, camvid_pairs, camvid_warping_error, load_sintel_sample, sintel_epe
+from model.errors import run_cli
 
 BUILTIN = ("dis", "dis-fast", "dis-ultrafast", "farneback", "zero")
 
@@ -103,7 +105,7 @@ def main(argv=None) -> dict:
     estimators = [build_estimator(s, args.device) for s in specs]
     names = [e.name for e in estimators]
     if len(set(names)) != len(names):
-        raise SystemExit(f"estimator names must be unique, got {names} (name checkpoints with CKPT=NAME)")
+        raise ConfigError(f"estimator names must be unique, got {names} (name checkpoints with CKPT=NAME)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"order": names, "specs": specs,
@@ -139,4 +141,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -24,11 +24,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dataset.errors import DatasetError
 from dataset.labels import CAMVID, CITYSCAPES, colorize
 from dataset.video_reader import VideoFrames, target_size
+from engine.config import ConfigError
 from engine.malloc import retain_freed_memory
 from engine.visualize import distortion_image, overlay
 from model import build_evss, load_checkpoint
+from model.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +62,10 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.keyframe_interval < 1:
-        raise SystemExit("--keyframe-interval must be >= 1")
+        raise ConfigError("--keyframe-interval must be >= 1")
     classes = {19: CITYSCAPES, 11: CAMVID}.get(args.num_classes)
     if classes is None:
-        raise SystemExit("--num-classes must be 19 (Cityscapes colours) or 11 (CamVid colours)")
+        raise ConfigError("--num-classes must be 19 (Cityscapes colours) or 11 (CamVid colours)")
     device = torch.device(args.device)
     if device.type == "cpu":  # reuse each frame's large tensors instead of page-faulting them in again
         retain_freed_memory()
@@ -139,7 +142,7 @@ def main(argv=None) -> dict:
             bar.close()
     seconds = time.perf_counter() - start
     if frames == 0:
-        raise SystemExit(f"{args.input}: no frames read")
+        raise DatasetError(f"{args.input}: no frames read")
     report = {"frames": frames, "keyframes": keyframes, "size": list(size), "seconds": seconds,
               "fps": frames / seconds, "model_fps": frames / model_seconds if model_seconds else None,
               "output": str(out_path)}
@@ -149,4 +152,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

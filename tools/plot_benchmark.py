@@ -11,11 +11,10 @@ from separate runs when several files are given; the title says which runs.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from engine.benchmark.plot import collect, default_title, plot
-from engine.benchmark.variants import BenchmarkError
+from model.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,15 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
-    try:
-        rows = collect(args.json, args.resolution)
-    except BenchmarkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rows = collect(args.json, args.resolution)
     plot(rows, args.title or default_title(args.json, args.resolution), args.out)
     print(f"[plot] wrote {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -24,6 +24,7 @@ from dataset.camvid import (camvid_segnet_list, camvid_video_list, detect_layout
                             needed_frames)
 from dataset.errors import MissingFileError
 from dataset.lists import write_list
+from model.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dataset.cityscapes import LABEL_IDS_SUFFIX, cityscapes_list, convert_label_ids, label_id_table
 from dataset.lists import write_list
+from model.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,4 +42,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

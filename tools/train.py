@@ -15,10 +15,10 @@ import argparse
 import json
 import logging
 import os
-import sys
 
-from engine.config import ConfigError, dump
+from engine.config import dump
 from engine.stages import STAGES, resolve_config, train
+from model.errors import run_cli
 
 
 def stage_list() -> str:
@@ -41,17 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        if args.print_config:
-            print(dump(resolve_config(args.stage, args.config, args.overrides)), end="")
-            return
-        summary = train(args.stage, args.config, args.overrides, args.resume)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        sys.exit(2)
+    if args.print_config:
+        print(dump(resolve_config(args.stage, args.config, args.overrides)), end="")
+        return
+    summary = train(args.stage, args.config, args.overrides, args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from dataset.errors import DatasetError
 from engine.atomic import atomic_write_json, atomic_write_text
 from engine.config import ConfigError
 from engine.environment import collect_env
@@ -31,6 +32,7 @@ from engine.evaluation_setup import (DATASETS, DEFAULT_CLASSES, build_eval_datas
                                      class_names, davss_align_corners, parse_key_values, setup_distributed)
 from engine.report import PredictionWriter, pct, plot_miou, results_markdown
 from model import load_checkpoint
+from model.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,20 +83,17 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     rank, world, device = setup_distributed(args.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but CUDA is not available")
+        raise ConfigError("--device cuda asked for, but CUDA is not available")
     distances = parse_distances(args.distances)
     if max(distances) >= args.window:
-        raise SystemExit(f"--window {args.window} is too short for distance {max(distances)}")
+        raise ConfigError(f"--window {args.window} is too short for distance {max(distances)}")
 
-    try:
-        dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
-                                     args.missing, args.num_classes, parse_key_values(args.synthetic))
-    except ConfigError as err:
-        raise SystemExit(str(err)) from None
+    dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
+                                 args.missing, args.num_classes, parse_key_values(args.synthetic))
     num_classes = args.num_classes or getattr(dataset, "num_classes", None) or DEFAULT_CLASSES[args.dataset]
     ignore_index = getattr(dataset, "ignore_index", 11 if num_classes == 11 else 255)
     if len(dataset) == 0:
-        raise SystemExit(f"the {args.dataset} {args.split} split has no evaluation windows")
+        raise DatasetError(f"the {args.dataset} {args.split} split has no evaluation windows")
 
     align_corners = davss_align_corners(args.align_corners, args.dataset)
     net = build_net(args.method, num_classes, args.keyframe, align_corners)
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         warnings.warn("no --checkpoint: evaluating randomly initialised weights (numbers are meaningless)")
         print("[val] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
     else:
-        raise SystemExit(f"--checkpoint is required for --dataset {args.dataset}")
+        raise ConfigError(f"--checkpoint is required for --dataset {args.dataset}")
     net.to(device).eval()
 
     out = Path(args.out)
@@ -151,4 +150,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -36,6 +36,8 @@ from torch import Tensor
 from model import DAVSS, EVSS, StreamingNet, build_davss, build_evss, load_checkpoint
 from model.inference import optimize_for_inference
 
+from engine.config import ConfigError
+
 __all__ = ["VARIANT_OPTIONS", "VARIANTS", "METHODS", "REFERENCE_WEIGHTS", "BenchmarkError", "variant_options",
            "build_variant", "resolve_weights", "check_weights", "load_evss", "load_davss", "build_lraspp"]
 
@@ -52,7 +54,7 @@ METHODS = ("evss", "davss")
 REFERENCE_WEIGHTS = ("citys", "camvid")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ConfigError):
     """A benchmark setting that cannot be run (a missing weight generator or checkpoint, bad inputs)."""
 
 

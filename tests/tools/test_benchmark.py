@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from model import build_evss
+from model.errors import run_cli
 from tools import benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,9 @@ def test_variant_names_are_checked_by_the_parser(capsys):
 
 def test_reference_weights_without_the_generator_are_one_line(monkeypatch, capsys):
     monkeypatch.delenv("EVSS_MAKE_WEIGHTS", raising=False)
-    assert benchmark.main([*TINY, "--weights", "citys", "--no-memory", "--no-flops"]) == 2
+    with pytest.raises(SystemExit) as info:
+        run_cli(benchmark.main, [*TINY, "--weights", "citys", "--no-memory", "--no-flops"])
+    assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --weights citys needs the reference weight generator") and "\n" not in err
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from model.errors import run_cli
 from tools.plot_benchmark import main
 
 ENTRY = {"key_ms": 900.0, "key_step_ms": 910.0, "flownet_ms": 250.0, "warp_ms": 5.0, "conet_ms": 300.0,
@@ -26,5 +29,7 @@ def test_png_is_written(tmp_path, capsys):
 
 def test_missing_resolution_is_one_line(tmp_path, capsys):
     a = _run(tmp_path / "a.json", ["exact"])
-    assert main([str(a), "--out", str(tmp_path / "x.png")]) == 2
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, [str(a), "--out", str(tmp_path / "x.png")])
+    assert info.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {a}: no results at 1024x2048 (has 64x128)"
