@@ -5,14 +5,20 @@
   that looks like a number (YAML 1.1 reads ``1e-4`` as a string) becomes a float where the default
   is a number.
 * Only keys that exist in the defaults may be set, in the YAML file or on the command line; an
-  unknown key raises :class:`ConfigError` naming it (and the closest known keys). A default of
-  ``None`` accepts any value; a default dict accepts only its own keys.
+  unknown key raises :class:`ConfigError` naming it (and the closest known keys). A default dict
+  accepts only its own keys.
+* A schema (dotted key → :class:`Rule`, built with :func:`integer`, :func:`number`,
+  :func:`one_of`, :func:`text`, :func:`list_of`) states each value's type and range: positive learning rates and sizes,
+  integers where counts are meant, probabilities in [0, 1]. :func:`validate` checks a resolved
+  config against it and raises one :class:`ConfigError` naming the key.
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -142,8 +148,13 @@ def load_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping, got {type(data).__name__}")
     return data
@@ -158,6 +169,115 @@ def build_config(defaults: Mapping, path: str | os.PathLike | None = None,
     for text in overrides:
         key, value = parse_override(text)
         set_key(cfg, key, value)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------- schema
+@dataclass(frozen=True)
+class Rule:
+    """What one config value may be: its type (``int``, ``float``, ``str``, ``list``), range, choices,
+    list items and length, and whether ``null`` is allowed. Build rules with the functions below."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple = ()
+    item: Rule | None = None
+    length: int | None = None
+    null: bool = False
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``"an integer >= 1 or null"``."""
+        if self.choices:
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.kind == "list":
+            text = (f"a list of {self.length} values" if self.length else "a list") + f", each {self.item.describe()}"
+        else:
+            text = {"int": "an integer", "float": "a number", "str": "a string"}[self.kind]
+            if self.low is not None and self.high is not None:
+                text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {self.low:g}"
+            elif self.high is not None:
+                text += f" <= {self.high:g}"
+        return text + (" or null" if self.null else "")
+
+    def check(self, key: str, value: Any) -> Any:
+        """``value`` normalised (integral floats of an integer key become ints); :class:`ConfigError` otherwise."""
+        if value is None:
+            if self.null:
+                return None
+            raise self._error(key, value)
+        if self.choices:
+            if value not in self.choices:
+                raise self._error(key, value)
+            return value
+        if self.kind == "list":
+            if not isinstance(value, (list, tuple)) or (self.length is not None and len(value) != self.length):
+                raise self._error(key, value)
+            return [self.item.check(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        if self.kind == "str":
+            if not isinstance(value, str):
+                raise self._error(key, value)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self._error(key, value)
+        if self.kind == "int":
+            if not float(value).is_integer():
+                raise self._error(key, value)
+            value = int(value)
+        else:
+            value = float(value)
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        if too_low or (self.high is not None and value > self.high):
+            raise self._error(key, value)
+        return value
+
+    def _error(self, key: str, value: Any) -> ConfigError:
+        return ConfigError(f"config key {key!r} must be {self.describe()}, got {value!r}")
+
+
+def integer(min: int | None = None, max: int | None = None, null: bool = False) -> Rule:
+    """An integer in [min, max] (a float such as ``5.5`` is refused, ``5.0`` becomes 5)."""
+    return Rule("int", min, max, null=null)
+
+
+def number(min: float | None = None, max: float | None = None, above: float | None = None, null: bool = False) -> Rule:
+    """A finite number in [min, max], or greater than ``above`` (exclusive)."""
+    if above is not None:
+        return Rule("float", above, max, low_open=True, null=null)
+    return Rule("float", min, max, null=null)
+
+
+def one_of(*choices: Any, null: bool = False) -> Rule:
+    return Rule("choice", choices=tuple(choices), null=null)
+
+
+def text(null: bool = False) -> Rule:
+    return Rule("str", null=null)
+
+
+def list_of(item: Rule, length: int | None = None, null: bool = False) -> Rule:
+    return Rule("list", item=item, length=length, null=null)
+
+
+#: Common rules.
+POSITIVE_INT = integer(min=1)
+PROBABILITY = number(0.0, 1.0)
+WEIGHT = number(min=0.0)
+PATH = text(null=True)
+
+
+def validate(cfg: dict, rules: Mapping[str, Rule]) -> dict:
+    """Check ``cfg`` against ``rules`` in place (normalising values) and return it; the first value
+    that breaks its rule raises :class:`ConfigError` naming the key."""
+    for key, rule in rules.items():
+        parts = key.split(".")
+        node = cfg
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = rule.check(key, node[parts[-1]])
     return cfg
 
 

@@ -35,9 +35,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from model.errors import UserError
+
 from . import distributed as ddp
 from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
-from .config import plain, save_config
+from .config import POSITIVE_INT, WEIGHT, Rule, integer, list_of, number, one_of, plain, save_config, text
 from .environment import collect_env, git_revision
 
 if TYPE_CHECKING:  # the stages import this module (engine.stages.train runs a Trainer)
@@ -87,8 +89,38 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class NonFiniteLossError(RuntimeError):
+#: Type and range of every trainer key (see :func:`engine.config.validate`).
+TRAINER_RULES: dict[str, Rule] = {
+    "seed": integer(min=0),
+    "device": one_of("auto", "cpu", "cuda"),
+    "threads": integer(min=1, null=True),
+    "out_dir": text(),
+    "train.epochs": POSITIVE_INT,
+    "train.iters": integer(min=1, null=True),
+    "train.stop_after": integer(min=1, null=True),
+    "train.batch_size": POSITIVE_INT,
+    "train.workers": integer(min=0),
+    "train.log_every": integer(min=0),
+    "train.ckpt_every": integer(min=0),
+    "train.ckpt_every_iters": integer(min=0, null=True),
+    "train.eval_every": integer(min=0),
+    "train.eval_every_iters": integer(min=0, null=True),
+    "train.amp": one_of("none", "bf16", "fp16"),
+    "train.grad_clip": number(above=0.0, null=True),
+    "train.tb_images": integer(min=0),
+    "optim.lr": number(above=0.0),
+    "optim.betas": list_of(number(0.0, 1.0), length=2),
+    "optim.weight_decay": WEIGHT,
+    "optim.schedule": one_of("cosine", "constant", "step"),
+    "optim.schedule_unit": one_of("iter", "epoch"),
+    "optim.min_lr": WEIGHT,
+}
+
+
+class NonFiniteLossError(UserError, RuntimeError):
     """A loss became NaN or infinite; the message names the iteration, the samples and the last checkpoint."""
+
+    exit_code = 5
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -234,10 +266,8 @@ class Trainer:
 
     def _amp(self):
         mode = self.tcfg["amp"]
-        if mode in (None, "none", False) or self.dist.device.type != "cuda":
+        if mode == "none" or self.dist.device.type != "cuda":
             return contextlib.nullcontext()
-        if mode not in ("bf16", "fp16"):
-            raise ValueError(f"train.amp must be none, bf16 or fp16, got {mode!r}")
         return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
 
     def _build_optimizer(self, model: nn.Module, iters_per_epoch: int):
@@ -250,18 +280,13 @@ class Trainer:
         if not groups:
             raise RuntimeError(f"stage {self.stage.name}: no trainable parameters")
         optimizer = torch.optim.Adam(groups, betas=tuple(self.ocfg["betas"]))
-        unit = self.ocfg["schedule_unit"]
-        if unit not in ("iter", "epoch"):
-            raise ValueError(f"optim.schedule_unit must be iter or epoch, got {unit!r}")
-        total = self.total_iters if unit == "iter" else self.total_epochs
+        total = self.total_iters if self.ocfg["schedule_unit"] == "iter" else self.total_epochs
         if self.ocfg["schedule"] == "cosine":
             lambdas = [CosineFactor(g["lr"], self.ocfg["min_lr"], total) for g in groups]
         elif self.ocfg["schedule"] == "constant":
             lambdas = [lambda _: 1.0 for _ in groups]
-        elif self.ocfg["schedule"] == "step":
+        else:  # "step"
             lambdas = [HalfStepFactor(total) for _ in groups]
-        else:
-            raise ValueError(f"optim.schedule must be cosine, constant or step, got {self.ocfg['schedule']!r}")
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return optimizer, scheduler
 

@@ -26,18 +26,18 @@ import copy
 from typing import Iterable
 
 from engine import distributed as ddp
-from engine.config import ConfigError, build_config, load_yaml
-from engine.trainer import TRAINER_DEFAULTS, Trainer
+from engine.config import ConfigError, Rule, build_config, load_yaml, validate
+from engine.trainer import TRAINER_DEFAULTS, TRAINER_RULES, Trainer
 
 from .base import Stage
 from .csrnet import CSRNetStage
-from .data import DATA_DEFAULTS
+from .data import DATA_DEFAULTS, DATA_RULES
 from .davss import DAVSSDMNetStage, DAVSSStage
 from .evss import EVSSStage
 from .flownet import FlowNetStage
 from .recurrent import RecurrentStage
 
-__all__ = ["STAGES", "Stage", "defaults", "get_stage", "resolve_config", "train"]
+__all__ = ["STAGES", "Stage", "defaults", "get_stage", "resolve_config", "rules", "train"]
 
 #: Every stage by name.
 STAGES: dict[str, type[Stage]] = {stage.name: stage for stage in (
@@ -65,6 +65,11 @@ def defaults(stage: str) -> dict:
     return cfg
 
 
+def rules(stage: str) -> dict[str, Rule]:
+    """The schema of ``stage``'s config: the trainer's, the data's and the stage's own rules."""
+    return {**TRAINER_RULES, **DATA_RULES, **get_stage(stage).rules}
+
+
 def resolve_config(stage: str | None, config: str | None = None, overrides: Iterable[str] = ()) -> dict:
     """The full config of a run: ``stage``'s defaults, the YAML recipe ``config``, then ``overrides``
     (``key=value`` strings). ``stage`` None takes the stage the recipe names."""
@@ -77,7 +82,7 @@ def resolve_config(stage: str | None, config: str | None = None, overrides: Iter
     cfg = build_config(defaults(stage), config, overrides)
     if cfg["stage"] != stage:
         raise ConfigError(f"config is for stage {cfg['stage']!r} but --stage {stage} was given")
-    return cfg
+    return validate(cfg, rules(stage))
 
 
 def train(stage: str | None, config: str | None = None, overrides: Iterable[str] = (),

@@ -16,6 +16,11 @@ from model.blocks import upsample4
 from model.fusion import crop
 
 from engine import distributed as ddp
+from engine.config import POSITIVE_INT, Rule, list_of
+
+
+#: ``eval.distances``: keyframe distances to evaluate at.
+DISTANCES = list_of(POSITIVE_INT)
 
 
 class Stage:
@@ -28,6 +33,10 @@ class Stage:
     #: the stage's config sections on top of the trainer's and the data defaults (see
     #: :func:`engine.stages.defaults`): a section that exists is updated, a new one is added
     defaults: dict[str, dict] = {}
+    #: type and range of the stage's own keys (dotted, see :func:`engine.config.validate`); the
+    #: trainer's and the data's are in :data:`engine.trainer.TRAINER_RULES` and
+    #: :data:`engine.stages.data.DATA_RULES`
+    rules: dict[str, Rule] = {}
 
     def __init__(self, cfg: dict):
         self.cfg = cfg

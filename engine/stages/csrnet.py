@@ -13,12 +13,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from engine import distributed as ddp
+from engine.config import PATH, number
 from engine.metrics import ConfusionMatrix
 from model import CSRNet, load_checkpoint
 
 from .base import Stage, color, encoder_decoder_param_groups, full_res, val_indices
 from .data import build_train_set, build_val_set
-from .etc import ETC_DEFAULTS, ETCObjective
+from .etc import ETC_DEFAULTS, ETC_RULES, ETCObjective
 
 
 class CSRNetStage(Stage):
@@ -34,6 +35,7 @@ class CSRNetStage(Stage):
         "model": {"pretrained_backbone": True, "init": None},
         "etc": ETC_DEFAULTS,
     }
+    rules = {"optim.backbone_factor": number(min=0.0), "model.init": PATH, **ETC_RULES}
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)

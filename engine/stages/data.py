@@ -10,8 +10,10 @@ from typing import Iterable
 
 from torch.utils.data import Dataset
 
-from dataset import Transform, build_dataset, train_transform
+from dataset import DATASETS, Transform, build_dataset, train_transform
 from dataset.triplets import TripletDataset
+
+from engine.config import PATH, POSITIVE_INT, PROBABILITY, Rule, integer, list_of, number, one_of, text
 
 #: The ``data:`` section every stage shares (a stage may change its defaults).
 DATA_DEFAULTS = {
@@ -32,6 +34,31 @@ DATA_DEFAULTS = {
     "val_limit": None,          # evaluate only the first N windows
     "synthetic": {"train_clips": 8, "val_clips": 4, "clip_len": 20, "height": 128, "width": 256,
                   "label_stride": 1},
+}
+
+#: Type and range of every ``data:`` key (a stage's own data keys are in its :attr:`Stage.rules`).
+DATA_RULES: dict[str, Rule] = {
+    "data.name": one_of(*DATASETS),
+    "data.root": PATH,
+    "data.train_split": text(),
+    "data.val_split": text(null=True),
+    "data.list_file": PATH,
+    "data.val_list_file": PATH,
+    "data.max_gap": integer(min=1, null=True),
+    "data.missing": one_of("error", "skip", null=True),
+    "data.num_classes": POSITIVE_INT,
+    "data.ignore_index": integer(min=0, max=255),
+    "data.offsets": list_of(integer(), null=True),
+    "data.crop": list_of(POSITIVE_INT, length=2, null=True),
+    "data.scale": list_of(number(above=0.0), length=2, null=True),
+    "data.flip": PROBABILITY,
+    "data.val_limit": integer(min=1, null=True),
+    "data.synthetic.train_clips": integer(min=0),
+    "data.synthetic.val_clips": integer(min=0),
+    "data.synthetic.clip_len": POSITIVE_INT,
+    "data.synthetic.height": integer(min=8),
+    "data.synthetic.width": integer(min=8),
+    "data.synthetic.label_stride": POSITIVE_INT,
 }
 
 

@@ -32,12 +32,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from engine.config import ConfigError
+from engine.config import PATH, POSITIVE_INT, PROBABILITY, ConfigError, number, one_of
 from engine.distortion import evaluate_distortion
 from model import build_davss, load_checkpoint
 from model.checkpoint import read_state_dict
 
-from .base import Stage, val_indices
+from .base import DISTANCES, Stage, val_indices
 from .data import build_triplet_set, build_val_set
 from .evss import evaluate_at_distances
 
@@ -54,6 +54,13 @@ DAVSS_MODEL_DEFAULTS = {
     "cfnet_loss_broadcast": False,
     "dmnet_bn_momentum": None,       # None: the original's (0.0003 inside the separable units, 0.1 outside)
     "allow_random_keyframe": False,
+}
+DAVSS_MODEL_RULES = {
+    "model.keyframe": one_of("deeplabv3plus", "csrnet"),
+    **{f"model.{key}": PATH for key in ("init", "pretrained", "keyframe_checkpoint", "flownet", "dmnet")},
+    "model.dmnet_bn_momentum": number(min=0.0, max=1.0, null=True),
+    "data.max_distance": POSITIVE_INT,
+    "eval.distances": DISTANCES,
 }
 
 
@@ -107,6 +114,7 @@ class DAVSSDMNetStage(Stage):
         "model": dict(DAVSS_MODEL_DEFAULTS),
         "eval": {"distances": [1, 5, 9], "threshold": 0.5},
     }
+    rules = {**DAVSS_MODEL_RULES, "eval.threshold": PROBABILITY}
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -156,6 +164,7 @@ class DAVSSStage(Stage):
         "model": dict(DAVSS_MODEL_DEFAULTS),
         "eval": {"distances": [1, 5, 9], "plain_warp": True},
     }
+    rules = DAVSS_MODEL_RULES
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)

@@ -16,7 +16,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from engine.config import ConfigError
+from engine.config import PATH, POSITIVE_INT, WEIGHT, ConfigError, Rule, integer, number, one_of
 from engine.flow_estimators import FlowEstimator, make_flow_estimator
 from model import CSRNet, load_checkpoint
 from model.temporal_losses import motion_loss, occlusion_mask, pairwise_consistency, pixelwise_kd
@@ -38,6 +38,17 @@ ETC_DEFAULTS = {
     "teacher_checkpoint": None,
 }
 
+ETC_RULES: dict[str, Rule] = {
+    "etc.motion_weight": WEIGHT, "etc.distill_weight": WEIGHT, "etc.pair_weight": WEIGHT,
+    "etc.temperature": number(above=0.0),
+    "etc.pair_pool": POSITIVE_INT,
+    "etc.offset": integer(),
+    "etc.flow": one_of("dis", "farneback", "flownet"),
+    "etc.dis_preset": one_of("ultrafast", "fast", "medium"),
+    "etc.flownet_checkpoint": PATH,
+    "etc.teacher_checkpoint": PATH,
+}
+
 
 class ETCObjective:
     """ETC's temporal losses for one batch of pairs (see the module doc); holds the frozen flow
@@ -47,8 +58,6 @@ class ETCObjective:
         self.e = cfg["etc"]
         self.num_classes = cfg["data"]["num_classes"]
         weights = [float(self.e[k]) for k in ("motion_weight", "distill_weight", "pair_weight")]
-        if any(w < 0 for w in weights):
-            raise ConfigError(f"etc weights must be >= 0, got {weights}")
         self.enabled = any(w > 0 for w in weights)
         self.needs_teacher = float(self.e["distill_weight"]) > 0 or float(self.e["pair_weight"]) > 0
         if self.needs_teacher and not self.e["teacher_checkpoint"]:

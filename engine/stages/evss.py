@@ -13,11 +13,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from engine import distributed as ddp
-from engine.config import ConfigError
+from engine.config import PATH, PROBABILITY, WEIGHT, ConfigError, list_of
 from engine.evaluate import evaluate_distances
 from model import build_evss, load_checkpoint
 
-from .base import Stage, color
+from .base import DISTANCES, Stage, color
 from .data import build_train_set, build_val_set
 
 log = logging.getLogger("evss.train")
@@ -69,6 +69,12 @@ class EVSSStage(Stage):
         "model": {"csrnet": None, "flownet": None, "init": None, "wf": 0.2,
                   "loss_weights": [0.2, 0.5, 0.1, 0.2], "allow_random_csrnet": False},
         "eval": {"distances": [1, 5, 9], "plain_warp": True},
+    }
+    rules = {
+        "model.csrnet": PATH, "model.flownet": PATH, "model.init": PATH,
+        "model.wf": PROBABILITY,
+        "model.loss_weights": list_of(WEIGHT, length=4),
+        "eval.distances": DISTANCES,
     }
 
     def __init__(self, cfg: dict):

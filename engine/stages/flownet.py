@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from engine import distributed as ddp
-from engine.config import ConfigError
+from engine.config import PATH, PROBABILITY, WEIGHT, one_of
 from engine.flow_estimators import FlowEstimator, OpenCVFlow
 from engine.metrics import fb_consistency_mask
 from model import FlowNetS, load_checkpoint, warp
@@ -51,13 +51,22 @@ class FlowNetStage(Stage):
             "smooth_edge": 10.0,        # edge-aware smoothness weight exp(−edge·|∇I|)
         },
     }
+    rules = {
+        "model.init": PATH,
+        "flow.mode": one_of("distill", "photometric", "both"),
+        "flow.teacher": one_of("dis", "farneback"),
+        "flow.dis_preset": one_of("ultrafast", "fast", "medium"),
+        "flow.distill_loss": one_of("robust", "epe"),
+        "flow.w_distill": WEIGHT, "flow.w_photo": WEIGHT, "flow.w_smooth": WEIGHT,
+        "flow.ssim_weight": PROBABILITY,
+        "flow.occlusion_min_kept": PROBABILITY,
+        "flow.fb_alpha1": WEIGHT, "flow.fb_alpha2": WEIGHT,
+        "flow.smooth_edge": WEIGHT,
+    }
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         self._teacher: FlowEstimator | None = None
-        mode = cfg["flow"]["mode"]
-        if mode not in ("distill", "photometric", "both"):
-            raise ConfigError(f"flow.mode must be distill, photometric or both, got {mode!r}")
 
     def build_model(self) -> nn.Module:
         net = FlowNetS()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from engine.config import ConfigError
+from engine.config import PATH, POSITIVE_INT, WEIGHT, ConfigError, integer, list_of, number, one_of
 from engine.flow_estimators import FlowEstimator, make_flow_estimator
 from engine.metrics import ConfusionMatrix
 from model import build_recurrent, load_checkpoint
@@ -50,6 +50,19 @@ class RecurrentStage(Stage):
             "flow": "dis",             # dis | farneback (the flow of the warping loss)
         },
     }
+    rules = {
+        "optim.backbone_factor": number(min=0.0),
+        "model.cell": one_of("convlstm", "convgru"),
+        "model.hidden_channels": POSITIVE_INT,
+        "model.kernel_size": POSITIVE_INT,
+        "model.csrnet": PATH, "model.init": PATH,
+        "recurrent.window": integer(min=2),
+        "recurrent.eval_window": POSITIVE_INT,
+        "recurrent.change_weight": WEIGHT, "recurrent.smoothing_weight": WEIGHT, "recurrent.warping_weight": WEIGHT,
+        "recurrent.smoothing_kernel": list_of(POSITIVE_INT, length=2),
+        "recurrent.smoothing_sigma": list_of(number(above=0.0), length=2),
+        "recurrent.flow": one_of("dis", "farneback"),
+    }
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -58,8 +71,6 @@ class RecurrentStage(Stage):
             raise ConfigError("stage recurrent starts from a trained keyframe network: set model.csrnet=PATH "
                               "(stage-1 final.pth or a released CSRNet checkpoint), model.init=PATH (a recurrent "
                               "checkpoint), or model.allow_random_csrnet=true for tests")
-        if int(r["window"]) < 2:
-            raise ConfigError(f"recurrent.window must be >= 2 frames, got {r['window']}")
         if d["name"] == "synthetic" and d["synthetic"]["clip_len"] < int(r["window"]):
             raise ConfigError(f"data.synthetic.clip_len {d['synthetic']['clip_len']} is shorter than the window "
                               f"{r['window']}")
