@@ -41,13 +41,13 @@ class ResumeConflictError(ConfigError):
     exit_code = 6
 
 
-def _flat_keys(tree: Mapping, prefix: str = "") -> list[str]:
+def flat_keys(tree: Mapping, prefix: str = "") -> list[str]:
     keys = []
     for key, value in tree.items():
         path = f"{prefix}{key}"
         keys.append(path)
         if isinstance(value, Mapping):
-            keys.extend(_flat_keys(value, path + "."))
+            keys.extend(flat_keys(value, path + "."))
     return keys
 
 
@@ -96,7 +96,7 @@ def merge(base: dict, update: Mapping, where: str, prefix: str = "") -> dict:
     for key, value in update.items():
         path = f"{prefix}{key}"
         if key not in base:
-            raise _unknown(path, _flat_keys(base, prefix), where)
+            raise _unknown(path, flat_keys(base, prefix), where)
         current = base[key]
         if isinstance(current, dict) and current and isinstance(value, Mapping):
             merge(current, value, where, path + ".")
@@ -129,11 +129,11 @@ def set_key(cfg: dict, key: str, value: Any, where: str = "command line") -> Non
     node = cfg
     for i, part in enumerate(parts[:-1]):
         if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
-            raise _unknown(key, _flat_keys(cfg), where)
+            raise _unknown(key, flat_keys(cfg), where)
         node = node[part]
     leaf = parts[-1]
     if not isinstance(node, dict) or leaf not in node:
-        raise _unknown(key, _flat_keys(cfg), where)
+        raise _unknown(key, flat_keys(cfg), where)
     merge(node, {leaf: value}, where, ".".join(parts[:-1]) + "." if len(parts) > 1 else "")
 
 

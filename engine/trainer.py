@@ -10,10 +10,18 @@ Run folder::
     config.yaml   resolved config          env.json     collect_env()      git_revision
     last.pth      latest state             best.pth     best evaluation    final.pth   end of training
     tb/           TensorBoard events       log.txt      rank-0 log lines   metrics.jsonl evaluations
+    history.jsonl every resume and the config changes it brought (see engine.resume)
 
 Checkpoints are dicts of tensors, numbers, strings, lists and dicts only (``torch.load(...,
 weights_only=True)`` reads them): ``model`` (clean state dict), ``optimizer``, ``scheduler``,
-``scaler``, ``epoch``, ``epoch_step``, ``iteration``, ``best_score``, ``rng`` and ``config``.
+``scaler``, ``epoch``, ``epoch_step``, ``iteration``, ``best_score``, ``rng``, ``config`` and
+``history``.
+
+Faults: a resume whose config differs from the checkpoint's outside the allowed keys stops (see
+:mod:`engine.resume`); stale temporaries of an interrupted write are removed on start; SIGTERM (a
+cluster scheduler's notice) saves ``last.pth`` after the current iteration and ends with
+:class:`TrainingInterrupted`; a failed checkpoint write leaves the previous one intact
+(:class:`engine.atomic.WriteError`).
 """
 from __future__ import annotations
 
@@ -22,25 +30,29 @@ import json
 import logging
 import math
 import os
-import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from model.errors import UserError
+from model.checkpoint import load_file
+from model.errors import CheckpointError, UserError
 
 from . import distributed as ddp
 from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from .config import POSITIVE_INT, WEIGHT, Rule, integer, list_of, number, one_of, plain, save_config, text
 from .environment import collect_env, git_revision
+from .resume import clean_stale_temporaries, resume_entry
+from .rng import rng_state, seed_everything, set_deterministic, set_rng_state
+from .schedules import CosineFactor, HalfStepFactor
 
 if TYPE_CHECKING:  # the stages import this module (engine.stages.train runs a Trainer)
     from .stages.base import Stage
@@ -123,71 +135,13 @@ class NonFiniteLossError(UserError, RuntimeError):
     exit_code = 5
 
 
+class TrainingInterrupted(UserError):
+    """SIGTERM stopped training after a resumable ``last.pth`` was saved; rerunning resumes."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
 # ---------------------------------------------------------------------------------------------- helpers
-class HalfStepFactor:
-    """LambdaLR factor of DAVSS's schedule: 1, then 0.1 once more than half of ``total`` steps are done."""
-
-    def __init__(self, total: int):
-        self.total = max(1, int(total))
-
-    def __call__(self, step: int) -> float:
-        return 0.1 if step > self.total / 2 else 1.0
-
-
-class CosineFactor:
-    """LambdaLR factor: cosine from ``base_lr`` to ``min_lr`` over ``total`` steps, then flat."""
-
-    def __init__(self, base_lr: float, min_lr: float, total: int):
-        self.base_lr, self.min_lr, self.total = float(base_lr), float(min_lr), max(1, int(total))
-
-    def __call__(self, step: int) -> float:
-        t = min(step, self.total) / self.total
-        lr = self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
-        return lr / self.base_lr if self.base_lr > 0 else 0.0
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def set_deterministic(enabled: bool) -> None:
-    if not enabled:
-        return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict:
-    """RNG states of python, numpy and torch as tensors (``weights_only``-loadable)."""
-    version, state, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    out = {
-        "python_version": int(version),
-        "python": torch.tensor(state, dtype=torch.int64),
-        "python_gauss": None if gauss is None else float(gauss),
-        "numpy": torch.from_numpy(keys.astype(np.int64)),
-        "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        out["cuda"] = list(torch.cuda.get_rng_state_all())
-    return out
-
-
-def set_rng_state(state: Mapping) -> None:
-    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()),
-                     state["python_gauss"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
-                         state["numpy_has_gauss"], state["numpy_gauss"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
     model.train()
     if freeze_bn:
@@ -217,7 +171,18 @@ def batch_ids(batch: Mapping) -> list[str]:
 
 
 def load_training_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A training checkpoint (``weights_only``); :class:`model.errors.CheckpointError` for anything else."""
+    state = load_file(path, map_location)
+    missing = [key for key in ("model", "optimizer", "scheduler", "iteration", "rng") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint of this project (no {', '.join(missing)}); "
+                              f"to start from its weights use model.init=PATH instead of resuming")
+    return state
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to the main process, which saves a checkpoint and stops them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -227,12 +192,19 @@ class Trainer:
     Args:
         resume: checkpoint to resume from; None resumes from ``out_dir/last.pth`` when it exists and
             ``train.auto_resume`` is true.
+        accept_changes: resume even when settings outside :data:`engine.resume.RESUME_MUTABLE`
+            differ from the checkpoint's (the change is recorded in the run's history).
     """
 
-    def __init__(self, cfg: dict, stage: Stage, resume: str | os.PathLike | None = None):
+    def __init__(self, cfg: dict, stage: Stage, resume: str | os.PathLike | None = None,
+                 accept_changes: bool = False):
         self.cfg = cfg
         self.stage = stage
         self.resume_path = resume
+        self.accept_changes = accept_changes
+        self.resumed: tuple[str, dict] | None = None   # (path, state) of the checkpoint to resume
+        self.history: list[dict] = []
+        self.terminate = False                          # set by SIGTERM
         self.run_dir = Path(cfg["out_dir"])
         self.tcfg = cfg["train"]
         self.ocfg = cfg["optim"]
@@ -245,10 +217,17 @@ class Trainer:
         if not self.dist.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        stale = clean_stale_temporaries(self.run_dir)
         save_config(self.cfg, self.run_dir / "config.yaml")
         atomic_write_json(collect_env(), self.run_dir / "env.json")
         atomic_write_text(git_revision() + "\n", self.run_dir / "git_revision")
+        if self.history:
+            atomic_write_text("".join(json.dumps(entry) + "\n" for entry in self.history),
+                              self.run_dir / "history.jsonl")
         self._log_file = open(self.run_dir / "log.txt", "a")
+        if stale:
+            self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
+                     + ", ".join(p.name for p in stale))
         try:
             from torch.utils.tensorboard import SummaryWriter  # optional: slow to import, training goes on without it
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
@@ -296,7 +275,7 @@ class Trainer:
         workers = int(self.tcfg["workers"])
         loader = DataLoader(dataset, batch_size=self.tcfg["batch_size"], sampler=sampler, num_workers=workers,
                             pin_memory=self.dist.device.type == "cuda", drop_last=True,
-                            persistent_workers=False)
+                            persistent_workers=False, worker_init_fn=_ignore_sigterm if workers else None)
         return loader, sampler
 
     # ------------------------------------------------------------------ checkpoints
@@ -314,6 +293,7 @@ class Trainer:
             "metrics": self.last_metrics,
             "rng": rng_state(),
             "config": plain(self.cfg),
+            "history": self.history,
         }
 
     def save(self, name: str, state: dict | None = None) -> None:
@@ -325,7 +305,9 @@ class Trainer:
             self.last_checkpoint = str(path)
         self.log(f"saved {path} (epoch {self.epoch}, iteration {self.iteration})")
 
-    def _resume(self) -> None:
+    def _read_resume(self) -> None:
+        """Load the checkpoint to resume (if any) and check its config against this run's, before
+        anything in the run folder is rewritten."""
         path = self.resume_path
         if path is None and self.tcfg["auto_resume"] and (self.run_dir / "last.pth").is_file():
             path = self.run_dir / "last.pth"
@@ -333,10 +315,29 @@ class Trainer:
             return
         state = load_training_checkpoint(path)
         if state.get("stage") not in (None, self.stage.name):
-            raise RuntimeError(f"{path} is a checkpoint of stage {state.get('stage')!r}, not {self.stage.name!r}")
+            raise CheckpointError(f"{path} is a checkpoint of stage {state.get('stage')!r}, not {self.stage.name!r}")
+        entry = resume_entry(path, state, plain(self.cfg), self.accept_changes)
+        self.history = list(state.get("history") or []) + [entry]
+        self.resumed = (str(path), state)
+
+    def _resume(self) -> None:
+        """Restore the checkpoint read by :meth:`_read_resume`. The optimiser's hyperparameters and
+        the schedule come from this run's config (equal to the checkpoint's unless changed with
+        ``--resume-with-changes`` or by extending ``train.iters``/``train.epochs``)."""
+        if self.resumed is None:
+            return
+        path, state = self.resumed
         ddp.unwrap(self.model).load_state_dict(state["model"])
+        configured = [{k: g[k] for k in ("initial_lr", "betas", "weight_decay")} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for group, values in zip(self.optimizer.param_groups, configured):
+            group.update(values)
+        schedule = {k: v for k, v in state["scheduler"].items() if k != "base_lrs"}
+        schedule["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)  # keep the config's factors
+        self.scheduler.load_state_dict(schedule)
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.epoch_step, self.iteration = state["epoch"], state["epoch_step"], state["iteration"]
@@ -344,8 +345,11 @@ class Trainer:
         self.last_metrics = state.get("metrics") or {}
         set_rng_state(state["rng"])
         self.last_checkpoint = str(path)
+        changes = self.history[-1]["changes"]
         self.log(f"resumed from {path}: epoch {self.epoch}, step {self.epoch_step} of the epoch, "
-                 f"iteration {self.iteration}")
+                 f"iteration {self.iteration}" + ("; changed settings (" + self.history[-1]["accepted"] + "): "
+                                                  + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+                                                  if changes else ""))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
@@ -405,14 +409,37 @@ class Trainer:
         self.dist = ddp.init_distributed(cfg["device"])
         seed_everything(int(cfg["seed"]))
         set_deterministic(bool(cfg["deterministic"]))
+        self._read_resume()
         self._setup_run_dir()
+        handler = None
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             return self._fit()
         finally:
+            if handler is not None:
+                signal.signal(signal.SIGTERM, handler)
             if self.writer is not None:
                 self.writer.close()
             if self._log_file is not None:
                 self._log_file.close()
+
+    def _already_complete(self) -> dict:
+        """The summary of a resumed run that has nothing left to train: nothing is trained, evaluated
+        or rewritten (``final.pth`` is written only when a crash left it missing)."""
+        path, state = self.resumed
+        self.log(f"{path} has completed all {self.total_iters} iterations: nothing to train (raise train.iters or "
+                 f"train.epochs to extend the run)")
+        if not (self.run_dir / "final.pth").is_file():
+            self.save("final", state)
+        return {"stage": self.stage.name, "run_dir": str(self.run_dir), "iteration": self.iteration,
+                "epoch": self.epoch, "stopped_early": False, "train_wall_s": 0.0, "already_complete": True,
+                "metrics": self.last_metrics, "best_score": self.best_score, "final": str(self.run_dir / "final.pth")}
+
+    def _on_sigterm(self, signum, frame) -> None:
+        if not self.terminate:
+            self.log("SIGTERM: stopping after this iteration with a resumable checkpoint")
+        self.terminate = True
 
     def _fit(self) -> dict:
         tcfg = self.tcfg
@@ -443,6 +470,8 @@ class Trainer:
         self.best_score: float | None = None
         self.last_metrics: dict = {}
         self._resume()
+        if self.resumed is not None and self.iteration >= self.total_iters:
+            return self._already_complete()
         n_params = sum(p.numel() for g in self.optimizer.param_groups for p in g["params"])
         self.log(f"{len(train_set)} training samples, {iters_per_epoch} iterations per epoch, "
                  f"{self.total_epochs} epochs / {self.total_iters} iterations, {self.dist.world_size} process(es) "
@@ -458,7 +487,7 @@ class Trainer:
         if self.dist.is_main and tcfg["progress"]:
             progress = tqdm(total=self.total_iters, initial=self.iteration, desc=self.stage.name, dynamic_ncols=True,
                             file=sys.stderr, mininterval=2.0)
-        stopped = False
+        stopped = interrupted = False
         t_start = time.perf_counter()
         while self.iteration < self.total_iters and (tcfg["iters"] or self.epoch < self.total_epochs):
             if epoch_unit and self.epoch_step == 0:
@@ -509,13 +538,19 @@ class Trainer:
                     self.save("last")
                 if self._should(tcfg["eval_every_iters"], self.iteration):
                     self.evaluate()
-                if stop_after is not None and self.iteration >= int(stop_after) and self.iteration < self.total_iters:
+                interrupted = ddp.any_true(self.terminate)  # every rank stops at the same iteration
+                asked = stop_after is not None and self.iteration >= int(stop_after)
+                if (interrupted or asked) and self.iteration < self.total_iters:
                     stopped = True
                     break
                 if self.iteration >= self.total_iters:
                     break
             if stopped:
                 self.save("last")
+                if interrupted:
+                    raise TrainingInterrupted(f"stopped by SIGTERM at iteration {self.iteration} of {self.total_iters}; "
+                                              f"{self.run_dir / 'last.pth'} holds the state: run the same command "
+                                              f"again to resume")
                 break
             if self.epoch_step >= iters_per_epoch or self.iteration >= self.total_iters:
                 self.epoch += 1

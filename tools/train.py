@@ -6,8 +6,11 @@
 
 The stages, their config sections and the run folder are described in engine/stages/ (one module
 per stage). A run resumes from its folder's last.pth automatically (``train.auto_resume=false`` to
-refuse) or from ``--resume PATH``. The last line printed is the run's JSON summary; a config error
-is one line ``config error: ...`` and exit status 2.
+refuse) or from ``--resume PATH``, with the settings it was trained with: changing anything but the
+length of the run, logging, checkpointing, evaluation and execution settings (engine/resume.py)
+stops unless ``--resume-with-changes`` is given, which records the change in the run's
+history.jsonl. SIGTERM saves a resumable last.pth and exits with status 143. The last line printed
+is the run's JSON summary; a user error is one line ``error: ...`` (exit status: model/errors.py).
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", choices=sorted(STAGES), help="stage to train (default: the config's 'stage')")
     parser.add_argument("--config", help="YAML recipe (configs/*.yaml)")
     parser.add_argument("--resume", help="checkpoint to resume from (default: OUT_DIR/last.pth when it exists)")
+    parser.add_argument("--resume-with-changes", action="store_true",
+                        help="resume although settings differ from the checkpoint's (recorded in history.jsonl)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     return parser.parse_args(argv)
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.print_config:
         print(dump(resolve_config(args.stage, args.config, args.overrides)), end="")
         return
-    summary = train(args.stage, args.config, args.overrides, args.resume)
+    summary = train(args.stage, args.config, args.overrides, args.resume, args.resume_with_changes)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary), flush=True)
 

@@ -16,9 +16,10 @@ A stage's config is :data:`engine.trainer.TRAINER_DEFAULTS`, the ``data:`` secti
 recipe (``configs/*.yaml``), then ``key=value`` overrides (:func:`resolve_config`). A recipe names
 its stage (``stage: evss``).
 
-Every run folder holds config.yaml, env.json, git_revision, last/best/final.pth and TensorBoard
-events; a run resumes from its last.pth automatically (``train.auto_resume=false`` to refuse) or from
-an explicit checkpoint (see :class:`engine.trainer.Trainer`).
+Every run folder holds config.yaml, env.json, git_revision, last/best/final.pth, TensorBoard
+events and, once resumed, history.jsonl; a run resumes from its last.pth automatically
+(``train.auto_resume=false`` to refuse) or from an explicit checkpoint, with the same settings
+except those :mod:`engine.resume` allows to change (see :class:`engine.trainer.Trainer`).
 """
 from __future__ import annotations
 
@@ -86,15 +87,17 @@ def resolve_config(stage: str | None, config: str | None = None, overrides: Iter
 
 
 def train(stage: str | None, config: str | None = None, overrides: Iterable[str] = (),
-          resume: str | None = None) -> dict:
+          resume: str | None = None, accept_changes: bool = False) -> dict:
     """Train ``stage`` with the config of :func:`resolve_config`, in this process or as one rank of a
     torchrun job; returns the run's summary (``stage``, ``run_dir``, ``iteration``, ``epoch``,
     ``stopped_early``, ``train_wall_s``, and unless stopped early ``metrics``, ``best_score``, ``final``).
 
     ``resume``: checkpoint to resume from (None: the run folder's last.pth when it exists).
+    ``accept_changes``: resume even when the config differs from the checkpoint's beyond what
+    :data:`engine.resume.RESUME_MUTABLE` allows (recorded in the run's history.jsonl).
     """
     cfg = resolve_config(stage, config, overrides)
-    trainer = Trainer(cfg, get_stage(cfg["stage"])(cfg), resume=resume)
+    trainer = Trainer(cfg, get_stage(cfg["stage"])(cfg), resume=resume, accept_changes=accept_changes)
     try:
         return trainer.fit()
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import ConfigError, _flat_keys, get_key, integer, list_of, number, one_of, validate
+from engine.config import ConfigError, flat_keys, get_key, integer, list_of, number, one_of, validate
 from engine.stages import STAGES, defaults, resolve_config, rules
 
 
@@ -14,7 +14,7 @@ def test_every_value_key_has_a_rule(stage):
     cfg, schema = defaults(stage), rules(stage)
     for key in schema:
         get_key(cfg, key)  # a rule for a key that does not exist would never be checked
-    uncovered = [k for k in _flat_keys(cfg) if k != "stage" and k not in schema
+    uncovered = [k for k in flat_keys(cfg) if k != "stage" and k not in schema
                  and not isinstance(get_key(cfg, k), (dict, bool))]
     assert uncovered == []
     assert validate(cfg, schema) == defaults(stage)  # the defaults obey their own schema

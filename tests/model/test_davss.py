@@ -14,7 +14,7 @@ from dataset.triplets import TripletDataset
 from engine.distortion import DistortionQuality, evaluate_distortion
 from engine.evaluate import WindowEvaluator
 from engine.stages import train
-from engine.trainer import HalfStepFactor
+from engine.schedules import HalfStepFactor
 from model import build_davss
 from model.checkpoint import read_state_dict
 
