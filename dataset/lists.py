@@ -28,16 +28,24 @@ class ListEntry(NamedTuple):
 def read_list(path: str | Path) -> list[ListEntry]:
     """Parse a list file.
 
+    The file is UTF-8; lines end at ``\n``, ``\r\n`` or ``\r`` (other Unicode line breaks, form
+    feeds included, are whitespace inside a line), so line numbers are the ones an editor shows.
+
     Raises:
         MissingFileError: if the list file does not exist.
-        ListFormatError: for a non-blank line that is not exactly two fields (list and line named),
-            or a list without entries.
+        ListFormatError: for a non-blank line that is not exactly two fields or not UTF-8 (list and
+            line named), or a list without entries.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: list file does not exist")
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ListFormatError(f"{path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} "
+                                  f"at column {err.start + 1})") from None
         fields = line.split()
         if not fields:
             continue
@@ -51,8 +59,18 @@ def read_list(path: str | Path) -> list[ListEntry]:
 
 
 def write_list(path: str | Path, entries: Iterable[ListEntry | tuple[str, str]]) -> int:
-    """Write ``<frame> <label>`` lines (paths relative to the data root); returns the line count."""
-    lines = [f"{entry[0]} {entry[1]}\n" for entry in entries]
+    """Write ``<frame> <label>`` lines (paths relative to the data root, UTF-8); returns the line count.
+
+    Raises:
+        ListFormatError: (nothing written) for an empty path or one holding whitespace, which
+            :func:`read_list` could not read back; the list file and the entry's line are named.
+    """
+    lines = []
+    for number, (frame, label, *_) in enumerate(entries, start=1):
+        if frame.split() != [frame] or label.split() != [label]:
+            raise ListFormatError(f"{path}:{number}: cannot write {frame!r} {label!r}: a listed path "
+                                  "must be non-empty and hold no whitespace")
+        lines.append(f"{frame} {label}\n")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("".join(lines))
+    Path(path).write_text("".join(lines), encoding="utf-8")
     return len(lines)
