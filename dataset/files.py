@@ -15,7 +15,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".
 
 
 def _imread(path: str | Path, flags: int) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
+    try:
+        image = cv2.imread(str(path), flags)
+    except cv2.error:  # a header cv2 refuses by raising (e.g. a size beyond its limits) rather than None
+        image = None
     if image is None:
         reason = "cannot be decoded" if Path(path).is_file() else "does not exist"
         raise MissingFileError(f"{path}: file {reason}")
@@ -31,8 +34,9 @@ def read_label(path: str | Path, classes: ClassSet) -> np.ndarray:
     """Decode a single-channel label map (H×W, its stored integer dtype) and check its values.
 
     Raises:
-        LabelValueError: if the image has several different channels or a value outside
-            ``0..num_classes-1`` other than ``classes.ignore_index``.
+        LabelValueError: if the image has several different channels, is not of an integer type
+            (a float TIFF), or holds a value outside ``0..num_classes-1`` (negative ones included)
+            other than ``classes.ignore_index``.
     """
     label = _imread(path, cv2.IMREAD_UNCHANGED)
     if label.ndim == 3 and (label == label[..., :1]).all():
@@ -40,8 +44,10 @@ def read_label(path: str | Path, classes: ClassSet) -> np.ndarray:
     if label.ndim != 2:
         raise LabelValueError(f"{path}: a label map must have one channel (or equal channels), "
                               f"got shape {label.shape} with different channels (a colour-coded label?)")
+    if not np.issubdtype(label.dtype, np.integer):
+        raise LabelValueError(f"{path}: a label map must hold integers, got {label.dtype} values")
     values = label_values(label)
-    bad = values[(values >= classes.num_classes) & (values != classes.ignore_index)]
+    bad = values[((values < 0) | (values >= classes.num_classes)) & (values != classes.ignore_index)]
     if bad.size:
         raise LabelValueError(
             f"{path}: label values {bad.tolist()} are outside the {classes.name} classes "
