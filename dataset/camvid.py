@@ -20,6 +20,10 @@ split folder, in frame-number order; the real frame gap goes with each sample. T
 labelled frames of a sequence lack some neighbours by construction: training in this layout skips
 those (frame, offset) pairs by default (``build_dataset(..., missing=None)``), while evaluation
 windows that run off a sequence are an error unless ``missing="skip"``.
+
+Scanned folders are checked like a list: a label whose frame is missing (both layouts) and a SegNet
+frame without its label are each a :class:`MissingFileError`, or with ``allow_missing`` left out with
+one warning and counted as dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import cv2
 from .errors import DatasetError, MissingFileError
 from .files import IMAGE_EXTENSIONS
 from .lists import ListEntry, read_list
-from .video import FrameIndex, LabelledFrame, labelled_frame
+from .video import Dropped, FrameIndex, LabelledFrames, collect_frames, drop_missing
 
 Layout = Literal["video", "segnet"]
 
@@ -82,13 +86,19 @@ def detect_layout(root: str | Path, split: str) -> Layout:
                            f"(SegNet layout) exists")
 
 
-def camvid_video_list(root: str | Path, split: str = "trainval") -> list[ListEntry]:
-    """Pair every ``11labels/*.png`` of ``split`` (one of :data:`SPLITS`) with its video frame."""
+def scan_camvid_video(root: str | Path, split: str = "trainval") -> tuple[list[ListEntry], list[Dropped]]:
+    """Pair every ``11labels/*.png`` of ``split`` (one of :data:`SPLITS`) with its video frame; the
+    labels whose frame is missing come back as :class:`Dropped` samples.
+
+    Raises:
+        DatasetError: for an unknown split.
+        MissingFileError: if the split has no labels at all.
+    """
     if split not in SPLITS:
         raise DatasetError(f"CamVid video layout: split {split!r} is not one of {SPLITS}")
     root = Path(root)
     index = FrameIndex(VIDEO_PATTERN, dense=True)
-    entries = []
+    entries, problems = [], []
     for label in sorted((root / "11labels").glob("*.png")):
         parsed = NAME_PATTERN.fullmatch(label.stem)
         if parsed is None or not _in_split(parsed["seq"], int(parsed["number"]), split):
@@ -96,34 +106,69 @@ def camvid_video_list(root: str | Path, split: str = "trainval") -> list[ListEnt
         seq, number = parsed["seq"], int(parsed["number"]) + VIDEO_FRAME_SHIFT.get(parsed["seq"], 0)
         located = index.find(root / "video_image" / seq, seq, number)
         if located is None:
-            raise MissingFileError(f"{root / 'video_image' / seq}: no frame {seq}.<ext>_{number:06d} "
-                                   f"for label {label} (extract it with tools/prepare_camvid.py)")
+            problems.append(Dropped(label.stem, "frame missing",
+                                    f"{root / 'video_image' / seq}: no frame {seq}.<ext>_{number:06d} for label "
+                                    f"{label} (extract it with tools/prepare_camvid.py)"))
+            continue
         sequence, position = located
-        entries.append(ListEntry(_relative(sequence.paths[position], root), _relative(label, root),
-                                 str(label)))
-    if not entries:
+        entries.append(ListEntry(_relative(sequence.paths[position], root), _relative(label, root), str(label)))
+    if not entries and not problems:
         raise MissingFileError(f"{root / '11labels'}: no labels of split {split!r}")
-    return entries
+    return entries, problems
 
 
-def camvid_segnet_list(root: str | Path, split: str) -> list[ListEntry]:
-    """Pair every frame of ``<root>/<split>/`` with ``<root>/<split>annot/<stem>.png``."""
+def scan_camvid_segnet(root: str | Path, split: str) -> tuple[list[ListEntry], list[Dropped]]:
+    """Pair every frame of ``<root>/<split>/`` with ``<root>/<split>annot/<stem>.png``; frames without
+    their label and labels without their frame come back as :class:`Dropped` samples.
+
+    Raises:
+        MissingFileError: if ``<root>/<split>/`` holds no frames.
+    """
     root = Path(root)
     frames = sorted(path for path in (root / split).glob("*")
                     if path.suffix.lower() in IMAGE_EXTENSIONS and NAME_PATTERN.fullmatch(path.stem))
     if not frames:
         raise MissingFileError(f"{root / split}: no frames named <seq>_<frame>.<image ext>")
-    entries = []
+    entries, problems = [], []
     for frame in frames:
         label = root / f"{split}annot" / f"{frame.stem}.png"
-        if not label.is_file():
-            raise MissingFileError(f"{label}: label of {frame} does not exist")
-        entries.append(ListEntry(_relative(frame, root), _relative(label, root), str(frame)))
+        if label.is_file():
+            entries.append(ListEntry(_relative(frame, root), _relative(label, root), str(frame)))
+        else:
+            problems.append(Dropped(frame.stem, "label missing", f"{label}: label of {frame} does not exist"))
+    stems = {frame.stem for frame in frames}
+    for label in sorted((root / f"{split}annot").glob("*.png")):
+        if label.stem not in stems and NAME_PATTERN.fullmatch(label.stem):
+            problems.append(Dropped(label.stem, "frame missing", f"{root / split / label.stem}.<image ext>: frame "
+                                                                 f"of {label} does not exist under any image extension"))
+    return entries, problems
+
+
+def camvid_video_list(root: str | Path, split: str = "trainval") -> list[ListEntry]:
+    """The list of a scanned video-layout split (:func:`scan_camvid_video`), every label's frame present.
+
+    Raises:
+        MissingFileError: if the split has no labels or a label's frame is missing.
+    """
+    entries, problems = scan_camvid_video(root, split)
+    drop_missing(problems, False, f"{Path(root) / '11labels'} ({split})")
+    return entries
+
+
+def camvid_segnet_list(root: str | Path, split: str) -> list[ListEntry]:
+    """The list of a scanned SegNet-layout split (:func:`scan_camvid_segnet`), every pair complete.
+
+    Raises:
+        MissingFileError: if there are no frames, a frame lacks its label or a label its frame.
+    """
+    entries, problems = scan_camvid_segnet(root, split)
+    drop_missing(problems, False, f"{Path(root) / split}")
     return entries
 
 
 def camvid_frames(root: str | Path, split: str = "train", list_file: str | Path | None = None,
-                  layout: Layout | None = None, max_gap: int | None = None) -> list[LabelledFrame]:
+                  layout: Layout | None = None, max_gap: int | None = None,
+                  allow_missing: bool = False) -> LabelledFrames:
     """Labelled frames of a split, from ``list_file`` or by scanning the folders.
 
     Args:
@@ -134,25 +179,29 @@ def camvid_frames(root: str | Path, split: str = "train", list_file: str | Path 
         max_gap: SegNet layout only: stored frames more than ``max_gap`` frame numbers apart
             belong to different runs (e.g. train 0016E5 jumps from 2400 to 4350), so no offset
             crosses the jump. None: one run per sequence.
+        allow_missing: leave out, with one warning, the labelled frames whose frame or label is
+            missing (returned as :attr:`LabelledFrames.dropped`) instead of raising
+            :class:`MissingFileError`.
 
     Sample ids are the label file's stem (e.g. ``0001TP_008550``).
     """
     root = Path(root)
     layout = layout or detect_layout(root, split)
+    scan = scan_camvid_video if layout == "video" else scan_camvid_segnet
+    if list_file is not None:
+        entries, problems, where = read_list(list_file), [], str(list_file)
+    else:
+        (entries, problems), where = scan(root, split), f"{root} ({layout} layout, {split})"
+    prefer = Path(entries[0].frame).suffix if entries else ".png"
     if layout == "video":
-        entries = read_list(list_file) if list_file is not None else camvid_video_list(root, split)
-        index = FrameIndex(VIDEO_PATTERN, dense=True,
-                           prefer=Path(entries[0].frame).suffix)
-        return [labelled_frame(entry, root / entry.frame, root / entry.label, index,
-                               Path(entry.label).stem) for entry in entries]
-    entries = read_list(list_file) if list_file is not None else camvid_segnet_list(root, split)
-    index = FrameIndex(NAME_PATTERN, dense=False, max_gap=max_gap,
-                       prefer=Path(entries[0].frame).suffix)
-    frames = []
-    for entry in entries:
-        frame, label = (root.joinpath(*Path(path).parts[-2:]) for path in (entry.frame, entry.label))
-        frames.append(labelled_frame(entry, frame, label, index, label.stem))
-    return frames
+        index = FrameIndex(VIDEO_PATTERN, dense=True, prefer=prefer)
+        items = ((entry, root / entry.frame, root / entry.label, Path(entry.label).stem) for entry in entries)
+    else:
+        index = FrameIndex(NAME_PATTERN, dense=False, max_gap=max_gap, prefer=prefer)
+        paths = ((entry, *(root.joinpath(*Path(path).parts[-2:]) for path in (entry.frame, entry.label)))
+                 for entry in entries)
+        items = ((entry, frame, label, label.stem) for entry, frame, label in paths)
+    return collect_frames(items, index, problems, allow_missing, where)
 
 
 def needed_frames(labels_dir: Path, seq: str, before: int, after: int) -> set[int]:

@@ -1,8 +1,10 @@
 """Layout-independent video data: frame sequences, training pairs and evaluation windows.
 
 A layout module (:mod:`dataset.cityscapes`, :mod:`dataset.camvid`) turns a folder tree into
-:class:`LabelledFrame` records; :class:`VideoPairDataset` and :class:`VideoWindowDataset` turn
-those into samples.
+:class:`LabelledFrame` records (:func:`collect_frames`: a sample whose frame or label is missing is
+an error, or with ``allow_missing`` left out with one warning); :class:`VideoPairDataset` and
+:class:`VideoWindowDataset` turn those into samples. Every evaluation set tells how many labelled
+frames it expected and serves (:func:`sample_counts`, :class:`SampleCounts`).
 
 Training sample (dict):
     ``frames`` float32 2×3×H×W RGB in [0, 1], [neighbour, labelled frame];
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -61,6 +66,15 @@ class FrameSequence(NamedTuple):
             return self.index(self.numbers[index] + offset)
         target = index + offset
         return target if 0 <= target < len(self.numbers) else None
+
+    def gap_reason(self, index: int, offset: int) -> str:
+        """Why no frame is stored ``offset`` steps from position ``index``: off the sequence's start or
+        end, or a missing frame inside it."""
+        target = self.numbers[index] + offset if self.dense else index + offset
+        first, last = (self.numbers[0], self.numbers[-1]) if self.dense else (0, len(self.numbers) - 1)
+        if target < first:
+            return "runs off the sequence start"
+        return "runs off the sequence end" if target > last else "a frame inside the sequence is missing"
 
     def describe(self) -> str:
         folder = Path(self.paths[0]).parent
@@ -144,24 +158,126 @@ class LabelledFrame(NamedTuple):
     index: int
 
 
-def labelled_frame(entry: ListEntry, frame: Path, label: Path, index: FrameIndex,
-                   sample_id: str) -> LabelledFrame:
-    """Locate a list entry's frame in its sequence and check that its label exists.
+class Dropped(NamedTuple):
+    """A labelled frame that a data set expected but left out, and why.
+
+    ``reason`` is short and shared by frames dropped for the same cause (it groups the summary);
+    ``detail`` is the one-line message naming the file at fault.
+    """
+
+    id: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    """How many labelled frames an evaluation data set expected and how many it serves.
+
+    ``expected``: the labelled frames the split (or list) names; ``used``: the samples served (one
+    window per labelled frame); ``dropped``: the difference, each with its reason (a missing file
+    left out by ``allow_missing``, a window that runs off its sequence with ``missing="skip"``, a
+    ``--limit``). ``expected == used + len(dropped)`` always.
+    """
+
+    expected: int
+    used: int
+    dropped: tuple[Dropped, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.expected != self.used + len(self.dropped):
+            raise ValueError(f"sample counts do not add up: {self.expected} expected != {self.used} used "
+                             f"+ {len(self.dropped)} dropped")
+
+    def limited(self, limit: int | None, reason: str = "left out by --limit") -> SampleCounts:
+        """The counts when only the first ``limit`` samples are evaluated (None: all)."""
+        if limit is None or limit >= self.used:
+            return self
+        left_out = tuple(Dropped(f"sample {i}", reason) for i in range(max(limit, 0), self.used))
+        return SampleCounts(self.expected, max(limit, 0), self.dropped + left_out)
+
+    def reasons(self) -> dict[str, int]:
+        """Dropped samples per reason, in order of first occurrence."""
+        return dict(Counter(item.reason for item in self.dropped))
+
+    def summary(self) -> str:
+        """One line, e.g. ``93 of 101 labelled frames evaluated (8 skipped: window runs off the sequence start)``."""
+        line = f"{self.used} of {self.expected} labelled frames evaluated"
+        if self.dropped:
+            line += " (" + "; ".join(f"{n} skipped: {reason}" for reason, n in self.reasons().items()) + ")"
+        return line
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"samples_expected": N, "samples_used": M, "samples_dropped": {reason: count}}`` for result files."""
+        return {"samples_expected": self.expected, "samples_used": self.used, "samples_dropped": self.reasons()}
+
+
+class CountsSamples(Protocol):
+    """A data set that knows its :class:`SampleCounts` (every evaluation set of :func:`dataset.build_dataset`)."""
+
+    @property
+    def counts(self) -> SampleCounts: ...
+
+
+def sample_counts(dataset: CountsSamples) -> SampleCounts:
+    """The labelled frames ``dataset`` expected, served and dropped (see :class:`SampleCounts`)."""
+    return dataset.counts
+
+
+class LabelledFrames(NamedTuple):
+    """What a layout module returns: the labelled frames found, and those left out by ``allow_missing``."""
+
+    frames: list[LabelledFrame]
+    dropped: tuple[Dropped, ...] = ()
+
+
+def collect_frames(entries: Iterable[tuple[ListEntry, Path, Path, str]], index: FrameIndex,
+                   problems: Sequence[Dropped] = (), allow_missing: bool = False,
+                   where: str = "data set") -> LabelledFrames:
+    """Locate each ``(entry, frame, label, sample id)`` in its sequence and check that its label exists.
+
+    ``problems``: samples a folder scan already found incomplete. A sample whose frame (under any
+    image extension) or label is missing joins them; see :func:`drop_missing` for what happens then.
 
     Raises:
-        ListFormatError: if the frame name does not follow the layout's naming.
-        MissingFileError: if the frame (under any image extension) or the label is missing.
+        ListFormatError: if a frame name does not follow the layout's naming.
+        MissingFileError: for the first incomplete sample, unless ``allow_missing``.
     """
-    if index.parse(frame.name) is None:
-        raise entry.error(f"frame name {frame.name!r} does not match the layout's naming "
-                          f"{index.pattern.pattern!r}")
-    located = index.locate(frame)
-    if located is None:
-        raise MissingFileError(f"{frame}: frame does not exist under any image extension "
-                               f"(listed at {entry.source})")
-    if not label.is_file():
-        raise MissingFileError(f"{label}: label file does not exist (listed at {entry.source})")
-    return LabelledFrame(sample_id, str(label), *located)
+    frames, problems = [], list(problems)
+    for entry, frame, label, sample_id in entries:
+        if index.parse(frame.name) is None:
+            raise entry.error(f"frame name {frame.name!r} does not match the layout's naming "
+                              f"{index.pattern.pattern!r}")
+        located = index.locate(frame)
+        if located is None:
+            problems.append(Dropped(sample_id, "frame missing", f"{frame}: frame does not exist under any image "
+                                                                f"extension (listed at {entry.source})"))
+        elif not label.is_file():
+            problems.append(Dropped(sample_id, "label missing",
+                                    f"{label}: label file does not exist (listed at {entry.source})"))
+        else:
+            frames.append(LabelledFrame(sample_id, str(label), *located))
+    return LabelledFrames(frames, drop_missing(problems, allow_missing, where))
+
+
+def drop_missing(problems: Sequence[Dropped], allow_missing: bool, where: str) -> tuple[Dropped, ...]:
+    """Raise for the first of ``problems`` (samples with a missing frame or label), or with
+    ``allow_missing`` leave them all out with one warning that gives their count and first ids.
+
+    Raises:
+        MissingFileError: naming the first problem's file, unless ``allow_missing`` (or no problems).
+    """
+    if not problems:
+        return ()
+    count = len(problems)
+    if not allow_missing:
+        more = f" ({count - 1} more samples of {where} lack a file)" if count > 1 else ""
+        raise MissingFileError(f"{problems[0].detail}{more}; allow_missing=True (--allow-missing) leaves "
+                               f"such samples out")
+    names = ", ".join(item.id for item in problems[:5]) + (", ..." if count > 5 else "")
+    warnings.warn(f"{where}: left out {count} labelled frame(s) whose frame or label is missing "
+                  f"(allow_missing): {names}", stacklevel=2)
+    return tuple(problems)
 
 
 class PairItem(NamedTuple):
@@ -184,21 +300,25 @@ class WindowItem(NamedTuple):
     gaps: tuple[int, ...]
 
 
+def _first_gap(frame: LabelledFrame, offsets: Sequence[int]) -> int | None:
+    """The first of ``offsets`` at which ``frame``'s sequence stores no frame, or None."""
+    return next((offset for offset in offsets if frame.sequence.step(frame.index, offset) is None), None)
+
+
 def _resolve(frame: LabelledFrame, offsets: Sequence[int], missing: Missing) -> list[int] | None:
     """Sequence positions at ``offsets`` from ``frame``; None to skip it; raises for ``"error"``."""
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-    positions = [frame.sequence.step(frame.index, offset) for offset in offsets]
-    for offset, position in zip(offsets, positions, strict=True):
-        if position is None:
-            if missing == "skip":
-                return None
-            unit = "frame numbers" if frame.sequence.dense else "stored frames"
-            raise SequenceBoundaryError(
-                f"sample {frame.id!r} (frame {frame.sequence.numbers[frame.index]}): no frame at "
-                f"offset {offset:+d} (counted in {unit}) in {frame.sequence.describe()}; the clip runs off its "
-                f"sequence or the frame is missing (missing='skip' drops such samples)")
-    return positions
+    offset = _first_gap(frame, offsets)
+    if offset is None:
+        return [frame.sequence.step(frame.index, step) for step in offsets]
+    if missing == "skip":
+        return None
+    unit = "frame numbers" if frame.sequence.dense else "stored frames"
+    raise SequenceBoundaryError(
+        f"sample {frame.id!r} (frame {frame.sequence.numbers[frame.index]}): no frame at "
+        f"offset {offset:+d} (counted in {unit}) in {frame.sequence.describe()}; the clip runs off its "
+        f"sequence or the frame is missing (missing='skip' drops such samples)")
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -289,20 +409,29 @@ class VideoWindowDataset(_LabelledVideo):
         length: window length T (10 in the original's protocol: key distances up to 9).
         missing: ``"error"`` raises :class:`SequenceBoundaryError` for a window that runs off its
             sequence; ``"skip"`` leaves such labelled frames out.
+        dropped: labelled frames the layout already left out (:attr:`LabelledFrames.dropped`).
+
+    :attr:`counts` (:func:`sample_counts`): the labelled frames given and dropped, and the windows served.
     """
 
     def __init__(self, frames: Sequence[LabelledFrame], classes: ClassSet, length: int = 10,
-                 missing: Missing = "error") -> None:
+                 missing: Missing = "error", dropped: Sequence[Dropped] = ()) -> None:
         super().__init__(classes)
         self.length = length
         self.items: list[WindowItem] = []
+        skipped = []
+        offsets = range(1 - length, 1)
         for frame in frames:
-            positions = _resolve(frame, range(1 - length, 1), missing)
+            positions = _resolve(frame, offsets, missing)
             if positions is None:
+                gap = _first_gap(frame, offsets)
+                skipped.append(Dropped(frame.id, f"window {frame.sequence.gap_reason(frame.index, gap)}"))
                 continue
             numbers = [frame.sequence.numbers[p] for p in positions]
             self.items.append(WindowItem(frame.id, tuple(frame.sequence.paths[p] for p in positions),
                                          frame.label, tuple(int(g) for g in np.diff(numbers))))
+        dropped = tuple(dropped) + tuple(skipped)
+        self.counts = SampleCounts(len(self.items) + len(dropped), len(self.items), dropped)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .synthetic import clip_seed, render_clip
-from .video import Transform, frames_to_tensor
+from .video import CountsSamples, SampleCounts, Transform, frames_to_tensor
 
 
 class AugmentedWindows(Dataset):
@@ -21,10 +21,16 @@ class AugmentedWindows(Dataset):
     ``transform`` applied to the whole window, seeded per (seed, epoch, index) like the pair sets.
 
     ``transform`` None leaves the samples unchanged; :meth:`set_epoch` changes the augmentation.
+    :attr:`counts` are those of ``windows``.
     """
 
-    def __init__(self, windows: Dataset, transform: Transform | None, seed: int) -> None:
+    def __init__(self, windows: CountsSamples, transform: Transform | None, seed: int) -> None:
         self.windows, self.transform, self.seed, self.epoch = windows, transform, int(seed), 0
+
+    @property
+    def counts(self) -> SampleCounts:
+        """The wrapped windows' :class:`dataset.video.SampleCounts`."""
+        return self.windows.counts
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -57,6 +63,7 @@ class SyntheticClipWindows(Dataset):
         self.args = (clip_len, height, width, num_classes)
         self.items = [(c, s) for c in range(num_clips) for s in range(clip_len - length + 1)]
         self.length = length
+        self.counts = SampleCounts(len(self.items), len(self.items))
         self._cache: dict[int, dict] = {}
 
     def __len__(self) -> int:

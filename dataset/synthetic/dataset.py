@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..edges import edge_label
 from ..labels import HasClasses
-from ..video import Sample, Transform, frames_to_tensor
+from ..video import Sample, SampleCounts, Transform, frames_to_tensor
 from .classes import class_set
 from .flow import pair_flow
 from .render import check_size, render_clip
@@ -44,6 +44,9 @@ class SyntheticVideoDataset(HasClasses, Dataset):
     ``frames`` float32 (T, 3, H, W) (labelled frame last); ``label`` int64 (H, W); ``labels`` int64
     (T, H, W) of every window frame; ``flows`` float32 (T−1, 2, H, W): ``flows[i]`` is the exact
     backward flow from window frame i+1 to frame i; ``id``; ``gaps`` = [1] * (T−1).
+
+    :attr:`counts` (:func:`dataset.sample_counts`): every sample is served, none dropped (clips in
+    evaluation mode, pairs in training mode).
     """
 
     def __init__(self, split: str = "train", mode: str = "train", num_clips: int = 16, clip_len: int = 20,
@@ -79,6 +82,7 @@ class SyntheticVideoDataset(HasClasses, Dataset):
             if self.window < 1 or self.clip_len < self.window:
                 raise ValueError(f"clip_len {clip_len} must be ≥ window {window} ≥ 1 in eval mode")
             self.items = [(c, self.clip_len - 1, 0) for c in range(self.num_clips)]
+        self.counts = SampleCounts(len(self.items), len(self.items))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose augmentation the next iterator draws."""

@@ -350,8 +350,8 @@ def test_segnet_upstream_list_paths(tmp_path):
     make_segnet(tmp_path, ext=".jpg")
     listed = tmp_path / "train.txt"
     listed.write_text("/SegNet/CamVid/train/0016E5_00420.png /SegNet/CamVid/trainannot/0016E5_00420.png\n")
-    frames = camvid_frames(tmp_path, "train", listed)
-    assert [f.id for f in frames] == ["0016E5_00420"]
+    frames, dropped = camvid_frames(tmp_path, "train", listed)
+    assert [f.id for f in frames] == ["0016E5_00420"] and dropped == ()
     assert frames[0].sequence.paths[frames[0].index].endswith("train/0016E5_00420.jpg")
     # neighbours come from every stored frame of the sequence, not only the listed ones
     assert len(build_dataset("camvid", tmp_path, "train", "train", list_file=listed)) == 4 + 1
