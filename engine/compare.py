@@ -197,16 +197,20 @@ class Checkpoints:
 # ---------------------------------------------------------------------------------------------- evaluation
 def comparison_clips(dataset: str, split: str = "val", data_root: str | None = None, window: int = 10,
                      num_clips: int = 12, clip_len: int = 20, height: int = 96, width: int = 192,
-                     num_classes: int = 19) -> torch.utils.data.Dataset:
+                     num_classes: int = 19, allow_missing: bool = False) -> torch.utils.data.Dataset:
     """Evaluation clips: dicts with ``frames`` T×3×H×W, ``label`` (the last frame's), optionally
     ``labels``. Synthetic: ``num_clips`` whole clips of ``clip_len`` frames, every frame labelled;
-    Cityscapes / CamVid under ``data_root``: the ``window`` frames ending at each labelled frame."""
+    Cityscapes / CamVid under ``data_root``: the ``window`` frames ending at each labelled frame (those
+    whose window runs off the sequence skipped; ``allow_missing``: also those whose frame or label file
+    is missing, with one warning). :func:`dataset.sample_counts` of the result counts what was skipped."""
     if dataset == "synthetic":
+        if allow_missing:
+            raise ConfigError("--allow-missing applies to data on disk (cityscapes, camvid), not to synthetic clips")
         return SyntheticVideoDataset(split=split, mode="eval", num_clips=num_clips, clip_len=clip_len,
                                      height=height, width=width, num_classes=num_classes, window=clip_len)
     if not data_root:
         raise ConfigError(f"--dataset {dataset} needs --data-root DIR")
-    return build_dataset(dataset, data_root, split, "eval", length=window, missing="skip")
+    return build_dataset(dataset, data_root, split, "eval", length=window, missing="skip", allow_missing=allow_missing)
 
 
 def evaluate_methods(predictors: dict[str, Predictor], dataset, num_classes: int, ignore_index: int, device: torch.device,

@@ -45,7 +45,7 @@ def parse_key_values(items: Iterable[str], option: str = "--synthetic") -> dict:
 
 def build_eval_dataset(dataset: str, split: str = "val", data_root: str | None = None, list_file: str | None = None,
                        window: int = 10, missing: str = "auto", num_classes: int | None = None,
-                       synthetic: dict | None = None):
+                       synthetic: dict | None = None, allow_missing: bool = False):
     """Evaluation windows of ``window`` frames, the labelled frame last.
 
     ``dataset``: one of :data:`DATASETS` (Cityscapes / CamVid under ``data_root``, optionally listed by
@@ -53,8 +53,13 @@ def build_eval_dataset(dataset: str, split: str = "val", data_root: str | None =
     :class:`dataset.SyntheticVideoDataset`, ``num_classes`` its default class count). ``missing``:
     what to do with labelled frames whose window runs off the sequence, ``"error"`` or ``"skip"``;
     ``"auto"`` skips in the CamVid SegNet layout (its first labelled frames have no history).
+    ``allow_missing``: leave out (with one warning) the labelled frames whose frame or label file is
+    missing instead of stopping with :class:`dataset.MissingFileError`. Either way
+    :func:`dataset.sample_counts` of the result tells how many labelled frames were expected and are used.
     """
     if dataset == "synthetic":
+        if allow_missing:
+            raise ConfigError("--allow-missing applies to data on disk (cityscapes, camvid), not to synthetic clips")
         kwargs = dict(synthetic or {})
         if num_classes is not None:
             kwargs.setdefault("num_classes", num_classes)
@@ -63,7 +68,8 @@ def build_eval_dataset(dataset: str, split: str = "val", data_root: str | None =
         raise ConfigError(f"--data-root is required for --dataset {dataset}")
     if missing == "auto":
         missing = "skip" if dataset == "camvid" and detect_layout(data_root, split) == "segnet" else "error"
-    return build_dataset(dataset, data_root, split, "eval", list_file=list_file, length=window, missing=missing)
+    return build_dataset(dataset, data_root, split, "eval", list_file=list_file, length=window, missing=missing,
+                         allow_missing=allow_missing)
 
 
 def davss_align_corners(choice: str, dataset: str) -> bool:

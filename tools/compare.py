@@ -36,7 +36,9 @@ then configs/synthetic_davss.yaml, with their own iteration counts) on the demo'
 checkpoints (``--checkpoint davss=PATH``, e.g. a tools/train_davss run's final.pth) hold the whole net with
 the CSRNet keyframe network and resize with ``align_corners=False``. The run folder gets results.json, results.md,
 config.json and env.json; the last line printed is one JSON object keyed by method with ``miou``,
-``tc``, ``tiou`` (fractions) and ``ms_per_frame``.
+``tc``, ``tiou`` (fractions) and ``ms_per_frame``. The labelled frames expected and evaluated are
+printed and recorded in results.json (``samples_expected``, ``samples_used``); on real data a labelled
+frame whose frame or label file is missing stops the run unless ``--allow-missing``.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from dataset import sample_counts
 from engine.atomic import atomic_write_json, atomic_write_text
 from engine.compare import (DATASETS, DEFAULT_METHODS, METHODS, Checkpoints, Context, SyntheticTrainer,
                             comparison_clips, evaluate_methods, latency, results_markdown)
@@ -80,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=96)
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--limit", type=int, help="evaluate only the first N clips / windows")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="real data: leave out (with one warning) labelled frames whose frame or label file is missing")
     p.add_argument("--time-frames", type=int, default=10, help="frames per latency run")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     predictors = {n: METHODS[n].build(ctx) for n in names}
     dataset = comparison_clips(args.dataset, args.split, args.data_root, args.window, args.clips, args.clip_len,
-                               args.height, args.width, args.num_classes)
+                               args.height, args.width, args.num_classes, args.allow_missing)
+    counts = sample_counts(dataset).limited(args.limit)
     eval_start = time.perf_counter()
     scores, flow = evaluate_methods(predictors, dataset, args.num_classes, getattr(dataset, "ignore_index", 255),
                                     device, args.limit, on_clip=_print_clip)
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         f", {min(len(dataset), args.limit or len(dataset))} clips", "resolution": f"{size[0]}x{size[1]}",
         "time_frames": int(timing_frames.shape[0]), "repeats": args.repeats, "threads": torch.get_num_threads(),
         "train_seconds": trainer.seconds if trainer else {}, "eval_seconds": round(eval_seconds, 1),
-        "wall_s": round(time.perf_counter() - start, 1), "env": collect_env(),
+        "wall_s": round(time.perf_counter() - start, 1), "env": collect_env(), **counts.as_json(),
     }
     command = "python -m tools.compare " + " ".join(sys.argv[1:] if argv is None else argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     atomic_write_json({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, args.out / "config.json")
     atomic_write_json(results["env"], args.out / "env.json")
     summary = {n: {k: methods[n][k] for k in ("miou", "tc", "tiou", "ms_per_frame")} for n in names}
+    print(f"[compare] {counts.summary()}", flush=True)
     print(json.dumps(summary), flush=True)
     return summary
 

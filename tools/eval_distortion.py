@@ -10,7 +10,9 @@ with its keyframe network's prediction on the labelled frame; the pixels where t
 true mismatch, and the method's map thresholded at ``--threshold`` is scored against it (precision,
 recall, IoU, L1, and threshold-free the average precision and the best IoU over thresholds;
 :mod:`engine.distortion`). Writes ``distortion.json`` and ``distortion.md`` into
-``--out``; the last line printed is the JSON summary.
+``--out``; the last line printed is the JSON summary. The labelled frames expected and used are
+printed and recorded (samples_expected, samples_used); a labelled frame whose frame or label file is
+missing stops the run unless --allow-missing.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from dataset import sample_counts
 from engine.atomic import atomic_write_json, atomic_write_text
 from engine.config import ConfigError
 from engine.distortion import evaluate_distortion
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--missing", choices=("auto", "error", "skip"), default="auto")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="leave out (with one warning) labelled frames whose frame or label file is missing")
     p.add_argument("--limit", type=int, help="only the first N windows")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -85,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     if max(distances) >= args.window:
         raise ConfigError(f"--window {args.window} is too short for distance {max(distances)}")
     dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
-                                 args.missing, args.num_classes, parse_key_values(args.synthetic))
+                                 args.missing, args.num_classes, parse_key_values(args.synthetic),
+                                 allow_missing=args.allow_missing)
     num_classes = args.num_classes or dataset.num_classes
     nets = {}
     if args.evss:
@@ -97,18 +103,21 @@ def main(argv: list[str] | None = None) -> dict:
         load_checkpoint(nets["DAVSS DMNet map"], args.davss)
     for net in nets.values():
         net.to(args.device)
-    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    counts = sample_counts(dataset).limited(args.limit)
+    count = counts.used
     start = time.perf_counter()
     per_method = evaluate_distortion(nets, dataset, distances, args.device, indices=range(count),
                                      threshold=args.threshold, progress=not args.no_progress)
     results = {"dataset": args.dataset, "split": args.split, "num_windows": count, "threshold": args.threshold,
                "checkpoints": {"evss": args.evss, "davss": args.davss}, "seconds": time.perf_counter() - start,
-               "methods": {n: {str(d): r for d, r in per.items()} for n, per in per_method.items()}}
+               "methods": {n: {str(d): r for d, r in per.items()} for n, per in per_method.items()},
+               **counts.as_json()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, out / "distortion.json")
     atomic_write_text(markdown(results, args), out / "distortion.md")
     print(markdown(results, args))
+    print(f"[distortion] {counts.summary()}")
     print(json.dumps({n: {d: r["iou"] for d, r in per.items()} for n, per in results["methods"].items()}))
     return results
 

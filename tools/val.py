@@ -12,6 +12,8 @@ frame (the original's protocol). The same run scores d = 0 (the keyframe network
 warping without correction. Writes into --out: results.json, results.md (per distance and per
 class), miou_vs_distance.png, config.json (the arguments) and env.json (the environment); with
 --save-predictions also the class maps as PNGs (predictions/<d…|warp_d…|keyframe>/<id>.png).
+A labelled frame whose frame or label file is missing stops the run unless --allow-missing; the
+labelled frames expected and evaluated are printed and recorded (samples_expected, samples_used).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from dataset import sample_counts
 from dataset.errors import DatasetError
 from engine.atomic import atomic_write_json, atomic_write_text
 from engine.config import ConfigError
@@ -66,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing", choices=("auto", "error", "skip"), default="auto",
                    help="labelled frames whose window runs off the sequence: error, or skip them; auto: "
                         "skip in the CamVid SegNet layout (its first labelled frames have no history), else error")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="leave out (with one warning) labelled frames whose frame or label file is missing, "
+                        "instead of stopping")
     p.add_argument("--limit", type=int, help="evaluate only the first N windows")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -89,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--window {args.window} is too short for distance {max(distances)}")
 
     dataset = build_eval_dataset(args.dataset, args.split, args.data_root, args.list_file, args.window,
-                                 args.missing, args.num_classes, parse_key_values(args.synthetic))
+                                 args.missing, args.num_classes, parse_key_values(args.synthetic),
+                                 allow_missing=args.allow_missing)
     num_classes = args.num_classes or getattr(dataset, "num_classes", None) or DEFAULT_CLASSES[args.dataset]
     ignore_index = getattr(dataset, "ignore_index", 11 if num_classes == 11 else 255)
     if len(dataset) == 0:
@@ -123,8 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
         plain_warp=not args.no_warp, temporal=args.temporal, flow_source=args.flow_source,
         keyframe_interval=args.keyframe_interval, vc_n=args.vc_n, fb_check=not args.no_fb, limit=args.limit,
         num_workers=args.workers, on_prediction=hook, class_names=names)
+    counts = sample_counts(dataset).limited(args.limit)
     results.update(dataset=args.dataset, split=args.split, checkpoint=args.checkpoint, window=args.window,
-                   method=args.method.upper())
+                   method=args.method.upper(), **counts.as_json())
     if args.method == "davss":
         results.update(keyframe=args.keyframe, align_corners=net.align_corners)
     if rank == 0:
@@ -134,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         atomic_write_text(results_markdown(results, title), out / "results.md")
         plot_miou(results, out / "miou_vs_distance.png", title)
         summary = ", ".join(f"d={k}: {pct(v)}" for k, v in results["miou"].items())
+        print(f"[val] {counts.summary()}")
         print(f"[val] {results['num_samples']} windows; mIoU (%) keyframe {pct(results['miou_keyframe'])}; "
               f"{summary}")
         if results.get("temporal"):

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from dataset import MissingFileError
 from dataset.synthetic import SyntheticVideoDataset
-from engine.compare import DEFAULT_METHODS, METHODS, Method
+from engine.compare import DEFAULT_METHODS, METHODS, Method, comparison_clips
+from engine.config import ConfigError
 from model import CSRNet, FlowNetS, build_evss
 from tools import compare
 
@@ -112,3 +114,30 @@ def test_davss_trains_both_stages_on_the_synthetic_set(tmp_path, capsys):
         assert (tmp_path / "run" / stage / "final.pth").is_file(), stage
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["methods"]["davss_k5"]["checkpoints"] == {"davss": str(tmp_path / "run" / "davss" / "final.pth")}
+
+
+def test_counts_and_allow_missing_on_a_cityscapes_tree(tmp_path, capsys):
+    from dataset.synthetic import write_cityscapes_layout
+
+    root = tmp_path / "citys"
+    write_cityscapes_layout(root, "val", num_clips=2, height=32, width=64, num_frames=20)
+    (root / "gtFine/val/synthville/synthville_000000_000019_gtFine_labelTrainIds.png").unlink()
+    ckpt = tmp_path / "csrnet.pth"
+    torch.save({"model": CSRNet(19).state_dict()}, ckpt)
+    args = ["--dataset", "cityscapes", "--data-root", str(root), "--window", "2", "--methods", "per_frame",
+            "--checkpoint", f"per_frame={ckpt}", "--out", str(tmp_path / "run"), "--time-frames", "2",
+            "--repeats", "1", "--warmup", "0", "--threads", "1"]
+    with pytest.raises(MissingFileError, match=r"synthville_000000_000019_gtFine_labelTrainIds\.png: label does not "
+                                               r"exist, but synthville_000000_000019_gtFine_labelIds\.png does"):
+        compare.main(args)
+    with pytest.warns(UserWarning, match="synthville_000000_000019"):
+        compare.main(args + ["--allow-missing"])
+    out = capsys.readouterr().out.splitlines()
+    assert "[compare] 1 of 2 labelled frames evaluated (1 skipped: label missing)" in out
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (results["samples_expected"], results["samples_used"]) == (2, 1)
+
+
+def test_allow_missing_is_for_data_on_disk():
+    with pytest.raises(ConfigError, match="--allow-missing applies to data on disk"):
+        comparison_clips("synthetic", allow_missing=True)

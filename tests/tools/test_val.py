@@ -107,3 +107,53 @@ def test_val_cityscapes_layout_full_resolution(shared_dir, make_weights, tmp_pat
     ref = net.segment_clip([sample["frames"][j:j + 1] for j in range(6, 10)])["pred"][0]
     got = cv2.imread(str(out / "predictions" / "d3" / f"{sample['id']}.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(got, ref.numpy().astype(np.uint8))
+
+
+def _val_args(root: Path, out: Path, ckpt: Path, *extra: str) -> list[str]:
+    return ["--dataset", "cityscapes", "--data-root", str(root), "--checkpoint", str(ckpt), "--distances", "1",
+            "--window", "2", "--device", "cpu", "--out", str(out), "--workers", "0", "--no-progress", "--no-warp",
+            *extra]
+
+
+@pytest.fixture
+def two_snippets(tmp_path) -> tuple[Path, Path]:
+    """A Cityscapes tree of two tiny labelled snippets and a random-weight EVSS checkpoint."""
+    from dataset.synthetic import write_cityscapes_layout
+
+    root = tmp_path / "citys"
+    write_cityscapes_layout(root, "val", num_clips=2, height=32, width=64, num_frames=20)
+    (root / "val.txt").unlink()  # evaluate the scanned tree
+    ckpt = tmp_path / "evss.pth"
+    torch.manual_seed(0)
+    torch.save(build_evss(19).state_dict(), ckpt)
+    return root, ckpt
+
+
+def test_val_prints_and_records_the_sample_counts(two_snippets, tmp_path, capsys):
+    root, ckpt = two_snippets
+    res = val.main(_val_args(root, tmp_path / "val", ckpt))
+    assert "[val] 2 of 2 labelled frames evaluated\n" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "val" / "results.json").read_text())
+    assert (saved["samples_expected"], saved["samples_used"]) == (2, 2) == (res["samples_expected"], res["num_samples"])
+
+    val.main(_val_args(root, tmp_path / "limited", ckpt, "--limit", "1"))
+    assert "[val] 1 of 2 labelled frames evaluated (1 skipped: left out by --limit)" in capsys.readouterr().out
+
+
+def test_val_missing_label_is_an_error_unless_allowed(two_snippets, tmp_path, capsys):
+    from model.errors import run_cli
+
+    root, ckpt = two_snippets
+    (root / "gtFine/val/synthburg/synthburg_000000_000019_gtFine_labelTrainIds.png").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(val.main, _val_args(root, tmp_path / "val", ckpt))
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "synthburg_000000_000019_gtFine_labelTrainIds.png" in err[0]
+    assert "tools/prepare_cityscapes.py" in err[0] and "--allow-missing" in err[0]
+
+    with pytest.warns(UserWarning, match=r"left out 1 labelled frame\(s\) .*synthburg_000000_000019"):
+        res = val.main(_val_args(root, tmp_path / "val", ckpt, "--allow-missing"))
+    assert "[val] 1 of 2 labelled frames evaluated (1 skipped: label missing)" in capsys.readouterr().out
+    assert (res["samples_expected"], res["samples_used"], res["num_samples"]) == (2, 1, 1)
+    assert json.loads((tmp_path / "val" / "results.json").read_text())["samples_dropped"] == {"label missing": 1}
