@@ -2,17 +2,20 @@
 
 No labels, no list file: this is the input of inference on one's own footage (``tools/infer_video``).
 Folders are read in natural name order (numbers compared as numbers: ``frame_9`` before ``frame_10``).
+Every frame must have the first frame's size (:class:`FrameSizeError` otherwise), unless resizing such
+frames is asked for: then it is announced once on stderr and counted.
 """
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from .errors import MissingFileError
+from .errors import FrameSizeError, MissingFileError
 from .files import IMAGE_EXTENSIONS
 
 __all__ = ["VideoFrames", "natural_key", "target_size"]
@@ -27,11 +30,16 @@ class VideoFrames:
     """The frames of ``source`` (a video file or an image folder) as H×W×3 uint8 BGR arrays.
 
     ``fps``: the video's frame rate (``fps`` given here wins; folders: 15). ``count``: the number of
-    frames when known (None for a video whose container does not say).
+    frames when known (None for a video whose container does not say). A frame whose size differs from
+    the first frame's raises :class:`FrameSizeError`; with ``resize_mismatched`` it is resized (area
+    interpolation) to the first frame's size instead, the first time with a note on stderr, and
+    :attr:`resized` counts such frames.
     """
 
-    def __init__(self, source: str | Path, fps: Optional[float] = None) -> None:
+    def __init__(self, source: str | Path, fps: Optional[float] = None, resize_mismatched: bool = False) -> None:
         self.source = Path(source)
+        self.resize_mismatched = resize_mismatched
+        self.resized = 0
         if not self.source.exists():
             raise MissingFileError(f"{self.source}: no such video file or frame folder")
         if self.source.is_dir():
@@ -52,20 +60,46 @@ class VideoFrames:
             capture.release()
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        self.resized = 0
+        first: Optional[tuple[str, tuple[int, ...]]] = None
+        for name, image in self._decoded():
+            if first is None:
+                first = name, image.shape[:2]
+            elif image.shape[:2] != first[1]:
+                image = self._mismatched(name, image, *first)
+            yield image
+
+    def _mismatched(self, name: str, image: np.ndarray, first_name: str, size: tuple[int, ...]) -> np.ndarray:
+        """``image`` resized to the first frame's ``size`` (H, W), or a FrameSizeError."""
+        (h, w), (first_h, first_w) = image.shape[:2], size
+        what = f"{name} is {h}x{w} but the first frame {first_name} is {first_h}x{first_w}"
+        if not self.resize_mismatched:
+            raise FrameSizeError(f"{what}: the frames of a video must share one size (--resize-mismatched "
+                                 f"resizes such frames to the first frame's size)")
+        if self.resized == 0:
+            print(f"[frames] {what}: resizing every frame of another size to {first_h}x{first_w} "
+                  f"(--resize-mismatched)", file=sys.stderr, flush=True)
+        self.resized += 1
+        return cv2.resize(image, (first_w, first_h), interpolation=cv2.INTER_AREA)
+
+    def _decoded(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(name for messages, H×W×3 uint8 BGR frame) in order."""
         if self.paths is not None:
             for path in self.paths:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
                     raise MissingFileError(f"{path}: cannot read this image")
-                yield image
+                yield str(path), image
             return
         capture = cv2.VideoCapture(str(self.source))
         try:
+            index = 0
             while True:
                 ok, image = capture.read()
                 if not ok:
                     break
-                yield image
+                yield f"{self.source} frame {index}", image
+                index += 1
         finally:
             capture.release()
 

@@ -9,7 +9,10 @@ numbers compared as numbers). No labels are needed. Frames are streamed one at a
 memory does not grow with the video's length. The output video (mp4v) shows the colourised
 segmentation blended over each frame, and with --show-distortion the fine distortion map beside
 it (keyframes: black). --png-dir also writes each output frame as PNG (and --label-dir the raw
-class maps). The frames per second of the run are printed at the end.
+class maps). The frames per second of the run are printed at the end. Every frame must have the
+first frame's size (an error names the frame and both sizes) unless --resize-mismatched, which
+resizes such frames to the first frame's size, says so once on stderr and counts them in the summary
+(``resized_frames``); resizing every frame to --size / --max-size is separate and always done.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import argparse
 import sys
 import time
 import warnings
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -46,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wf", type=float, default=None, help="coarse distortion-map weight (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="resize so the longer side is at most this")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize every frame to H×W")
+    p.add_argument("--resize-mismatched", action="store_true",
+                   help="resize frames whose size differs from the first frame's to its size (else an error)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the segmentation overlay")
     p.add_argument("--show-distortion", action="store_true", help="put the fine distortion map beside the overlay")
     p.add_argument("--png-dir", help="also write every output frame as a PNG here")
@@ -77,7 +83,7 @@ def main(argv=None) -> dict:
         print("[infer] WARNING: no --checkpoint given, the network has random weights", file=sys.stderr)
     net.to(device).eval()
 
-    source = VideoFrames(args.input, args.fps)
+    source = VideoFrames(args.input, args.fps, resize_mismatched=args.resize_mismatched)
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     png_dir = Path(args.png_dir) if args.png_dir else None
@@ -99,9 +105,7 @@ def main(argv=None) -> dict:
     model_seconds = 0.0
     start = time.perf_counter()
     try:
-        for bgr in source:
-            if args.max_frames is not None and frames >= args.max_frames:
-                break
+        for bgr in islice(source, args.max_frames):  # no frame past --max-frames is read
             if size is None:
                 size = target_size(bgr.shape[0], bgr.shape[1], args.max_size,
                                    tuple(args.size) if args.size else None)
@@ -145,9 +149,11 @@ def main(argv=None) -> dict:
         raise DatasetError(f"{args.input}: no frames read")
     report = {"frames": frames, "keyframes": keyframes, "size": list(size), "seconds": seconds,
               "fps": frames / seconds, "model_fps": frames / model_seconds if model_seconds else None,
-              "output": str(out_path)}
-    print(f"[infer] {frames} frames ({keyframes} keyframes, k={args.keyframe_interval}) at {size[0]}×{size[1]} "
-          f"on {device}: {report['fps']:.2f} fps overall, {report['model_fps']:.2f} fps model only -> {out_path}")
+              "output": str(out_path), "resized_frames": source.resized}
+    resized = f", {source.resized} of another size resized to the first's" if args.resize_mismatched else ""
+    print(f"[infer] {frames} frames ({keyframes} keyframes, k={args.keyframe_interval}{resized}) at "
+          f"{size[0]}×{size[1]} on {device}: {report['fps']:.2f} fps overall, {report['model_fps']:.2f} fps model "
+          f"only -> {out_path}")
     return report
 
 

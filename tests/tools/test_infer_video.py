@@ -1,7 +1,9 @@
-"""tools/infer_video.py on a video file and on a folder of frames (the CamVid clip of the reference material)."""
+"""tools/infer_video.py on a video file and on a folder of frames (the CamVid clip of the reference material),
+and frames of another size in a folder."""
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +45,24 @@ def test_infer_video_file_and_folder(shared_dir, make_weights, tmp_path, capsys)
     labels = sorted((tmp_path / "labels").glob("*.png"))
     assert len(labels) == 4 and cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED).max() < 11
     assert out2.stat().st_size > 0
+
+
+def test_frame_of_another_size_stops_unless_resize_mismatched(tmp_path, capsys):
+    from dataset.errors import FrameSizeError
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(32, 48), (32, 48), (40, 64), (32, 48)]):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((h, w, 3), 40 * i, np.uint8))
+    args = [str(folder), "--out", str(tmp_path / "seg.mp4"), "--device", "cpu", "--no-progress", "--threads", "1"]
+    with pytest.warns(UserWarning, match="random weights"), \
+            pytest.raises(FrameSizeError, match=r"002\.png is 40x64 but the first frame .*000\.png is 32x48"):
+        infer_video.main(args)
+    with pytest.warns(UserWarning, match="random weights"):
+        report = infer_video.main(args + ["--resize-mismatched", "--max-size", "24"])
+    assert report["frames"] == 4 and report["resized_frames"] == 1 and report["size"] == [16, 24]
+    captured = capsys.readouterr()
+    assert captured.err.count("is 40x64 but the first frame") == 1  # the one note
+    assert "1 of another size resized to the first's" in captured.out
+    with pytest.warns(UserWarning, match="random weights"):
+        assert infer_video.main(args + ["--max-frames", "2"])["resized_frames"] == 0  # frame 2 is never read
