@@ -1,5 +1,9 @@
 """Command line of the synthetic data set: ``python -m dataset.synthetic --out DIR --layout ...``
-writes clips in a real data set's layout, ``--preview FILE.png`` saves a preview figure."""
+writes clips in a real data set's layout, ``--preview FILE.png`` saves a preview figure.
+
+Clips must be long enough for the layout's labelled frames (:data:`dataset.synthetic.export.MIN_FRAMES`:
+20 for Cityscapes, label on frame 19, and CamVid, labels on frames 9 and 19; 1 for SegNet and the
+preview); a shorter ``--frames`` is refused up front with one line."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .export import write_camvid_layout, write_cityscapes_layout, write_segnet_layout
+from .export import MIN_FRAMES, write_camvid_layout, write_cityscapes_layout, write_segnet_layout
 from .preview import save_preview
 from .splits import SPLIT_CODES
 
@@ -24,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="split(s) to write (repeatable; default train and val)")
     parser.add_argument("--num-clips", type=int, default=4, help="clips per split")
     parser.add_argument("--frames", type=int, default=None,
-                        help="frames per clip (default: 30 Cityscapes/CamVid, 20 SegNet, 10 preview)")
+                        help="frames per clip (default: 30 Cityscapes/CamVid, 20 SegNet, 10 preview; at least 20 "
+                             "for Cityscapes (label on frame 19) and CamVid (labels on frames 9 and 19), 1 for "
+                             "SegNet and the preview)")
     parser.add_argument("--height", type=int, default=None, help="default 128 (Cityscapes, preview), 96 (CamVid)")
     parser.add_argument("--width", type=int, default=None, help="default 256 (Cityscapes, preview), 128 (CamVid)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (layouts) / clip seed (preview)")
@@ -34,6 +40,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.out and not args.preview:
         parser.error("give --out DIR (with --layout) and/or --preview FILE.png")
+    if args.out and args.frames is not None and args.frames < MIN_FRAMES[args.layout]:
+        parser.error(f"--frames {args.frames} is too short for the {args.layout} layout: it needs at least "
+                     f"{MIN_FRAMES[args.layout]} frames per clip")
+    if args.frames is not None and args.frames < 1:
+        parser.error(f"--frames must be at least 1, got {args.frames}")
+    for name in ("height", "width"):
+        if getattr(args, name) is not None and getattr(args, name) < 8:
+            parser.error(f"--{name} must be at least 8, got {getattr(args, name)}")
     if args.out:
         cs = args.layout == "cityscapes"
         h = args.height or (128 if cs else 96)

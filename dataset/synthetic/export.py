@@ -14,6 +14,13 @@ from .classes import TRAINID_TO_LABELID
 from .render import render_clip
 from .splits import clip_seed
 
+CITYSCAPES_ANNOTATED = 19
+"""Annotated frame of each Cityscapes-layout snippet (the real data set's 20th frame)."""
+CAMVID_LABELLED = (9, 19)
+"""Labelled frame indices of each CamVid video-layout clip."""
+MIN_FRAMES = {"cityscapes": CITYSCAPES_ANNOTATED + 1, "camvid": max(CAMVID_LABELLED) + 1, "segnet": 1}
+"""Fewest frames per clip each layout's default labelled frames need."""
+
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
     """Write an RGB (H, W, 3) or single-channel (H, W) uint8 image, creating its folder."""
@@ -25,7 +32,7 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
 
 
 def write_cityscapes_layout(root: str | Path, split: str = "train", num_clips: int = 2, height: int = 128,
-                            width: int = 256, seed: int = 0, num_frames: int = 30, annotated: int = 19,
+                            width: int = 256, seed: int = 0, num_frames: int = 30, annotated: int = CITYSCAPES_ANNOTATED,
                             label_ids: bool = True) -> list[tuple[str, str]]:
     """Write clips in the Cityscapes video layout under ``root``.
 
@@ -64,7 +71,7 @@ def _camvid_seq(split: str, i: int) -> str:
 
 def write_camvid_layout(root: str | Path, split: str = "train", num_clips: int = 2, height: int = 96,
                         width: int = 128, seed: int = 0, num_frames: int = 30,
-                        labelled: Sequence[int] = (9, 19), first_number: int = 1000) -> list[tuple[str, str]]:
+                        labelled: Sequence[int] = CAMVID_LABELLED, first_number: int = 1000) -> list[tuple[str, str]]:
     """Write clips in the original CamVid video layout under ``root``.
 
     Every frame: ``video_image/<seq>/<seq>.avi_<number:06d>.png`` (number = first_number + index);
