@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     num_classes = args.num_classes or getattr(dataset, "num_classes", None) or DEFAULT_CLASSES[args.dataset]
     ignore_index = getattr(dataset, "ignore_index", 11 if num_classes == 11 else 255)
     if len(dataset) == 0:
-        raise DatasetError(f"the {args.dataset} {args.split} split has no evaluation windows")
+        raise DatasetError(f"the {args.dataset} {args.split} split has no evaluation windows "
+                           f"({sample_counts(dataset).summary()})")
 
     align_corners = davss_align_corners(args.align_corners, args.dataset)
     net = build_net(args.method, num_classes, args.keyframe, align_corners)
