@@ -180,9 +180,11 @@ def load_training_checkpoint(path: str | os.PathLike, map_location="cpu") -> dic
     return state
 
 
-def _ignore_sigterm(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM to the main process, which saves a checkpoint and stops them."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _exit_quietly_on_sigterm(worker_id: int) -> None:
+    """DataLoader workers end with status 0 on SIGTERM. A scheduler signals every process of a job; a
+    worker killed by the signal would make torch raise in the main process at an arbitrary point
+    (its SIGCHLD handler), before the main process could save a checkpoint between iterations."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -275,7 +277,7 @@ class Trainer:
         workers = int(self.tcfg["workers"])
         loader = DataLoader(dataset, batch_size=self.tcfg["batch_size"], sampler=sampler, num_workers=workers,
                             pin_memory=self.dist.device.type == "cuda", drop_last=True,
-                            persistent_workers=False, worker_init_fn=_ignore_sigterm if workers else None)
+                            persistent_workers=False, worker_init_fn=_exit_quietly_on_sigterm if workers else None)
         return loader, sampler
 
     # ------------------------------------------------------------------ checkpoints
@@ -436,6 +438,21 @@ class Trainer:
                 "epoch": self.epoch, "stopped_early": False, "train_wall_s": 0.0, "already_complete": True,
                 "metrics": self.last_metrics, "best_score": self.best_score, "final": str(self.run_dir / "final.pth")}
 
+    def _batches(self, loader: DataLoader):
+        """The loader's batches; when SIGTERM has ended the workers (this process got it too), the
+        epoch ends early instead of raising, and the loop saves a checkpoint."""
+        batches = iter(loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if self.terminate:
+                    return
+                raise
+            yield batch
+
     def _on_sigterm(self, signum, frame) -> None:
         if not self.terminate:
             self.log("SIGTERM: stopping after this iteration with a resumable checkpoint")
@@ -498,7 +515,7 @@ class Trainer:
             sampler.set_epoch(self.epoch, start=self.epoch_step * tcfg["batch_size"])
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(self.epoch)
-            for batch in loader:
+            for batch in self._batches(loader):
                 batch = to_device(batch, device, tcfg["channels_last"])
                 with self._amp():
                     out = self.stage.train_step(self.model, batch)
@@ -545,6 +562,8 @@ class Trainer:
                     break
                 if self.iteration >= self.total_iters:
                     break
+            if self.terminate and not stopped:  # the workers ended before the next batch
+                stopped = interrupted = True
             if stopped:
                 self.save("last")
                 if interrupted:
