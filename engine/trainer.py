@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from dataset import sample_counts
 from model.checkpoint import load_file
 from model.errors import CheckpointError, UserError
 
@@ -364,8 +365,9 @@ class Trainer:
             with torch.no_grad():
                 result = self.stage.evaluate(net, self.val_set, self.dist.device)
             metrics = {k: float(v) for k, v in result.get("metrics", {}).items()}
+            counts = sample_counts(self.val_set).limited(self.cfg["data"]["val_limit"], "left out by data.val_limit")
             self.log(f"evaluation at epoch {self.epoch}, iteration {self.iteration} "
-                     f"({time.perf_counter() - start:.1f} s): "
+                     f"({time.perf_counter() - start:.1f} s, {counts.summary()}): "
                      + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
             if self.dist.is_main:
                 if self.writer is not None:
@@ -374,7 +376,8 @@ class Trainer:
                     for k, img in list(result.get("images", {}).items())[:max(0, 3 * int(self.tcfg["tb_images"]))]:
                         self.writer.add_image(f"val/{k}", img.detach().float().cpu().clamp(0, 1), self.iteration)
                 with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                    handle.write(json.dumps({"epoch": self.epoch, "iteration": self.iteration, **metrics}) + "\n")
+                    handle.write(json.dumps({"epoch": self.epoch, "iteration": self.iteration, **metrics,
+                                             **counts.as_json()}) + "\n")
             self.last_metrics = metrics
             score = metrics.get(self.stage.score_name)
             if score is not None and math.isfinite(score) and (self.best_score is None or score > self.best_score):

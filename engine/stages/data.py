@@ -25,6 +25,7 @@ DATA_DEFAULTS = {
     "val_list_file": None,
     "max_gap": None,            # SegNet CamVid layout: split sequences at larger frame-number jumps
     "missing": None,            # error | skip (None: the data set's default)
+    "allow_missing": False,     # drop (with a warning) labelled frames whose frame or label file is missing
     "num_classes": 19,
     "ignore_index": 255,
     "offsets": None,            # neighbour offsets of training pairs (None: the stage's default)
@@ -89,7 +90,7 @@ def build_train_set(cfg: dict, offsets: Iterable[int] | None) -> Dataset:
         return build_dataset("synthetic", split=d["train_split"], mode="train", **common,
                              label_stride=d["synthetic"]["label_stride"], **_synthetic_clips(cfg, "train_clips"))
     return build_dataset(d["name"], d["root"], d["train_split"], "train", list_file=d["list_file"],
-                         missing=d["missing"], max_gap=d["max_gap"], **common)
+                         missing=d["missing"], max_gap=d["max_gap"], allow_missing=d["allow_missing"], **common)
 
 
 def build_val_set(cfg: dict, length: int) -> Dataset | None:
@@ -107,7 +108,7 @@ def build_val_set(cfg: dict, length: int) -> Dataset | None:
         return build_dataset("synthetic", split=d["val_split"], mode="eval", length=length, seed=cfg["seed"],
                              **_synthetic_clips(cfg, "val_clips"))
     return build_dataset(d["name"], d["root"], d["val_split"], "eval", list_file=d["val_list_file"], length=length,
-                         missing=d["missing"] or "skip", max_gap=d["max_gap"])
+                         missing=d["missing"] or "skip", max_gap=d["max_gap"], allow_missing=d["allow_missing"])
 
 
 def build_window_set(cfg: dict, length: int) -> Dataset:
@@ -123,7 +124,7 @@ def build_window_set(cfg: dict, length: int) -> Dataset:
         return build_dataset("synthetic", split=d["train_split"], mode="windows", **common,
                              **_synthetic_clips(cfg, "train_clips"))
     return build_dataset(d["name"], d["root"], d["train_split"], "windows", list_file=d["list_file"],
-                         missing="skip", max_gap=d["max_gap"], **common)
+                         missing="skip", max_gap=d["max_gap"], allow_missing=d["allow_missing"], **common)
 
 
 def build_triplet_set(cfg: dict) -> Dataset:
