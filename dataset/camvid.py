@@ -34,6 +34,8 @@ from typing import Literal
 
 import cv2
 
+from model.errors import WriteError
+
 from .errors import DatasetError, MissingFileError
 from .files import IMAGE_EXTENSIONS
 from .lists import ListEntry, read_list
@@ -230,7 +232,7 @@ def extract_video_frames(video: Path, seq: str, out_dir: Path, frames: set[int] 
             if ok:
                 path = out_dir / f"{seq}{video.suffix}_{index:06d}.png"
                 if not cv2.imwrite(str(path), image):
-                    raise OSError(f"{path}: could not be written")
+                    raise WriteError(f"{path}: could not be written")
                 written += 1
         else:
             ok = capture.grab()

@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.errors import WriteError
+
 from .errors import MissingFileError
 from .labels import CITYSCAPES_LABELS, CityscapesLabel, label_id_lut, label_ids_to_train_ids
 from .lists import ListEntry, read_list
@@ -179,5 +181,5 @@ def convert_label_ids(path: Path, lut: np.ndarray, overwrite: bool = False) -> b
     if label_ids is None or label_ids.ndim != 2:
         raise MissingFileError(f"{path}: not a readable single-channel label image")
     if not cv2.imwrite(str(target), label_ids_to_train_ids(label_ids, lut, source=str(path))):
-        raise OSError(f"{target}: could not be written")
+        raise WriteError(f"{target}: could not be written")
     return True

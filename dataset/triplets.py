@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import DatasetError
 from .labels import HasClasses
 
 Sample = dict
@@ -61,7 +62,7 @@ class TripletDataset(HasClasses, Dataset):
                 k = draw.randint(1, j - 1)
                 self.items.append((offsets[-j], offsets[-k], j, k))
         if not self.items:
-            raise ValueError(f"no labelled frame has all neighbours at offsets -1..-{max_distance}; "
+            raise DatasetError(f"no labelled frame has all neighbours at offsets -1..-{max_distance}; "
                              "use longer sequences or a smaller max_distance")
 
     def set_epoch(self, epoch: int) -> None:

@@ -16,13 +16,9 @@ from typing import IO, Any, Iterator
 
 import torch
 
-from model.errors import UserError
+from model.errors import WriteError
 
-
-class WriteError(UserError, OSError):
-    """A file could not be written; the previous version of it, if any, is unchanged."""
-
-    exit_code = 7
+__all__ = ["WriteError", "atomic_open", "atomic_torch_save", "atomic_write_json", "atomic_write_text"]
 
 
 @contextmanager

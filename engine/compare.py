@@ -29,7 +29,7 @@ from engine.report import pct
 from engine.stages import train
 from engine.stream_eval import StreamEvaluator, evaluate_clips
 from model import DAVSS, EVSS, CSRNet, RecurrentCSRNet, build_davss, build_evss, load_checkpoint
-from model.checkpoint import read_state_dict
+from model.checkpoint import CheckpointNotFoundError, read_state_dict
 
 __all__ = ["DATASETS", "DEFAULT_METHODS", "DEMO_STAGES", "METHODS", "Checkpoints", "Context", "Method",
            "SyntheticTrainer", "comparison_clips", "evaluate_methods", "latency", "results_markdown"]
@@ -167,7 +167,7 @@ class SyntheticTrainer:
             if name == "davss":
                 parts.append(f"model.dmnet={checkpoint('davss_dmnet')}")
             return self.finetune(name, f"configs/synthetic_{name}.yaml", parts, csrnet, config_iters=True)
-        raise KeyError(f"no recipe trains checkpoint {name!r} on the synthetic set; pass --checkpoint {name}=PATH")
+        raise ConfigError(f"no recipe trains checkpoint {name!r} on the synthetic set; pass --checkpoint {name}=PATH")
 
 
 class Checkpoints:
@@ -185,11 +185,11 @@ class Checkpoints:
         if self.from_run is not None and name in DEMO_STAGES:
             path = self.from_run / name / "final.pth"
             if not path.is_file():
-                raise FileNotFoundError(f"--from-run {self.from_run}: {path} does not exist (not a finished demo run?)")
+                raise CheckpointNotFoundError(f"--from-run {self.from_run}: {path} does not exist (not a finished demo run?)")
         elif self.trainer is not None:
             path = self.trainer.train(name, self)
         if path is None:
-            raise FileNotFoundError(f"checkpoint {name!r} is needed: pass --checkpoint {name}=PATH")
+            raise CheckpointNotFoundError(f"checkpoint {name!r} is needed: pass --checkpoint {name}=PATH")
         self.paths[name] = path
         return path
 

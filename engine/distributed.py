@@ -18,6 +18,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
+from engine.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -50,10 +52,10 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        raise ConfigError("device 'cuda' requested but CUDA is not available (use device=cpu or auto)")
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible")
+            raise ConfigError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible (--gpus too large?)")
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:

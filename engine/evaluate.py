@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
+from engine.config import ConfigError
 from engine.flow_estimators import make_flow_estimator
 from engine.metrics import ConfusionMatrix
 from engine.metrics.reduction import nan_to_none
@@ -53,9 +54,9 @@ def parse_distances(text: str | Iterable[int]) -> List[int]:
             else:
                 values.append(int(part))
     if not values:
-        raise ValueError(f"no keyframe distances in {text!r}")
+        raise ConfigError(f"no keyframe distances in {text!r}")
     if min(values) < 0:
-        raise ValueError(f"keyframe distances must be >= 0, got {sorted(values)}")
+        raise ConfigError(f"keyframe distances must be >= 0, got {sorted(values)}")
     return sorted(set(values))
 
 

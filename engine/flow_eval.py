@@ -38,6 +38,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from dataset.errors import DatasetError, FrameSizeError, MissingFileError
+from engine.config import ConfigError
 from engine.flow_estimators import FlowEstimator, OpenCVFlow, make_flow_estimator
 from engine.metrics import fb_consistency_mask
 from model import warp
@@ -71,16 +73,16 @@ def read_flo(path: str | Path) -> np.ndarray:
     with open(path, "rb") as handle:
         magic = np.fromfile(handle, "<f4", count=1)
         if magic.size != 1 or magic[0] != np.float32(FLO_MAGIC):
-            raise ValueError(f"{path}: not a .flo file (magic {magic[:1].tolist()}, expected {FLO_MAGIC})")
+            raise DatasetError(f"{path}: not a .flo file (magic {magic[:1].tolist()}, expected {FLO_MAGIC})")
         size = np.fromfile(handle, "<i4", count=2)
         if size.size != 2 or size[0] <= 0 or size[1] <= 0 or size[0] * size[1] > 1 << 28:
-            raise ValueError(f"{path}: implausible size {size.tolist()}")
+            raise DatasetError(f"{path}: implausible size {size.tolist()}")
         width, height = int(size[0]), int(size[1])
         data = np.fromfile(handle, "<f4", count=2 * width * height)
         if data.size != 2 * width * height:
-            raise ValueError(f"{path}: truncated ({data.size} of {2 * width * height} values)")
+            raise DatasetError(f"{path}: truncated ({data.size} of {2 * width * height} values)")
         if handle.read(1):
-            raise ValueError(f"{path}: trailing bytes after {width}×{height} flow values")
+            raise DatasetError(f"{path}: trailing bytes after {width}×{height} flow values")
     return data.reshape(height, width, 2).astype(np.float32)
 
 
@@ -127,7 +129,7 @@ def load_sintel_sample(root: str | Path) -> SintelSample:
     size = tuple(frames[2].shape[-2:])
     for what, t in (("flow", flow), ("occlusions", occluded), ("invalid", invalid)):
         if tuple(t.shape[-2:]) != size:
-            raise ValueError(f"{root}: {what} is {tuple(t.shape[-2:])}, frames are {size}")
+            raise FrameSizeError(f"{root}: {what} is {tuple(t.shape[-2:])}, frames are {size}")
     return SintelSample(frames, flow, occluded, invalid, root)
 
 
@@ -178,7 +180,7 @@ def build_estimator(spec: str, device: str | torch.device = "cpu") -> FlowEstima
             p = Path(path)
             name = "flownet-" + (p.parent.name if p.stem in ("final", "last", "best") else p.stem)
         return make_flow_estimator("flownet", flownet_checkpoint=path, name=name, device=device)
-    raise ValueError(f"unknown flow estimator {spec!r} (dis, dis-fast, farneback, zero, flownet:PATH[=NAME])")
+    raise ConfigError(f"unknown flow estimator {spec!r} (dis, dis-fast, farneback, zero, flownet:PATH[=NAME])")
 
 
 # ---------------------------------------------------------------------------------------------- warping error
@@ -211,7 +213,7 @@ def camvid_pairs(root: str | Path, split: str = "val", max_gap: int = 2) -> list
     root = Path(root) / split
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
-        raise FileNotFoundError(f"{root}: no frames")
+        raise MissingFileError(f"{root}: no frames")
 
     def key(p: Path):
         seq, _, number = p.stem.rpartition("_")
@@ -239,7 +241,7 @@ def camvid_warping_error(estimators: Sequence[FlowEstimator], pairs: Iterable[tu
     reference = reference if reference is not None else OpenCVFlow("dis", preset="medium")
     pairs = list(pairs)
     if not pairs:
-        raise ValueError("no frame pairs to evaluate")
+        raise DatasetError("no frame pairs to evaluate")
     acc = {e.name: {"l1": 0.0, "psnr": 0.0, "own_sum": 0.0, "own_n": 0, "ref_sum": 0.0, "ref_n": 0,
                     "n_pix": 0, "seconds": 0.0, "flows": 0} for e in estimators}
     iterator = pairs

@@ -49,7 +49,7 @@ from model.errors import CheckpointError, UserError
 
 from . import distributed as ddp
 from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
-from .config import POSITIVE_INT, WEIGHT, Rule, integer, list_of, number, one_of, plain, save_config, text
+from .config import POSITIVE_INT, ConfigError, WEIGHT, Rule, integer, list_of, number, one_of, plain, save_config, text
 from .environment import collect_env, git_revision
 from .resume import clean_stale_temporaries, resume_entry
 from .rng import rng_state, seed_everything, set_deterministic, set_rng_state
@@ -260,7 +260,7 @@ class Trainer:
             g["params"] = [p for p in g["params"] if p.requires_grad]
         groups = [g for g in groups if g["params"]]
         if not groups:
-            raise RuntimeError(f"stage {self.stage.name}: no trainable parameters")
+            raise ConfigError(f"stage {self.stage.name}: no trainable parameters")
         optimizer = torch.optim.Adam(groups, betas=tuple(self.ocfg["betas"]))
         total = self.total_iters if self.ocfg["schedule_unit"] == "iter" else self.total_epochs
         if self.ocfg["schedule"] == "cosine":
@@ -469,7 +469,7 @@ class Trainer:
         loader, sampler = self._loader(train_set)
         iters_per_epoch = len(sampler) // tcfg["batch_size"]
         if iters_per_epoch < 1:
-            raise RuntimeError(f"{len(train_set)} training samples give no full batch of {tcfg['batch_size']} "
+            raise ConfigError(f"{len(train_set)} training samples give no full batch of train.batch_size={tcfg['batch_size']} "
                                f"per process ({self.dist.world_size} processes)")
         if tcfg["iters"]:
             self.total_iters = int(tcfg["iters"])

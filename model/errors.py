@@ -11,7 +11,7 @@ apart:
     4       CheckpointError (model.errors)                 not a checkpoint, or one that does not fit the model
     5       NonFiniteLossError (engine.trainer)            NaN or infinite loss
     6       ResumeConflictError (engine.config)            resuming with settings that differ from the run's record
-    7       WriteError (engine.atomic)                     a result or checkpoint could not be written (disk full, ...)
+    7       WriteError (model.errors)                      a result or checkpoint could not be written (disk full, ...)
     130     (KeyboardInterrupt)                            interrupted with Ctrl-C
     143     TrainingInterrupted (engine.trainer)           SIGTERM: a resumable checkpoint was saved first
 
@@ -19,7 +19,7 @@ Anything else is a bug: it keeps its traceback and exit status 1. ``--debug`` on
 keeps the traceback of user errors too.
 
 The classes are defined where they are raised; this module holds the base class (the lowest layer
-that raises one) and :class:`CheckpointError`.
+that raises one), :class:`CheckpointError` and :class:`WriteError`.
 """
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ class CheckpointError(UserError, RuntimeError):
     """A file that is not a checkpoint, or a checkpoint that does not fit the model."""
 
     exit_code = 4
+
+
+class WriteError(UserError, OSError):
+    """A file could not be written; the previous version of it, if any, is unchanged."""
+
+    exit_code = 7
 
 
 def one_line(err: BaseException) -> str:

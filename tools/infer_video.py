@@ -35,7 +35,7 @@ from engine.config import ConfigError
 from engine.malloc import retain_freed_memory
 from engine.visualize import distortion_image, overlay
 from model import build_evss, load_checkpoint
-from model.errors import run_cli
+from model.errors import WriteError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +129,7 @@ def main(argv=None) -> dict:
                 writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), float(source.fps),
                                          (picture_bgr.shape[1], picture_bgr.shape[0]))
                 if not writer.isOpened():
-                    raise RuntimeError(f"{out_path}: OpenCV cannot write an mp4v video here")
+                    raise WriteError(f"{out_path}: OpenCV cannot write an mp4v video here")
             writer.write(picture_bgr)
             if png_dir is not None:
                 cv2.imwrite(str(png_dir / f"{frames:06d}.png"), picture_bgr)
