@@ -28,6 +28,7 @@ import numpy as np
 from model.errors import WriteError
 
 from .errors import MissingFileError
+from .files import imread
 from .labels import CITYSCAPES_LABELS, CityscapesLabel, label_id_lut, label_ids_to_train_ids
 from .lists import ListEntry, read_list
 from .video import Dropped, FrameIndex, LabelledFrames, collect_frames, drop_missing
@@ -177,9 +178,9 @@ def convert_label_ids(path: Path, lut: np.ndarray, overwrite: bool = False) -> b
     target = path.with_name(path.name[: -len(LABEL_IDS_SUFFIX)] + LABEL_SUFFIX)
     if target.exists() and not overwrite:
         return False
-    label_ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label_ids is None or label_ids.ndim != 2:
-        raise MissingFileError(f"{path}: not a readable single-channel label image")
+    label_ids = imread(path, cv2.IMREAD_UNCHANGED)
+    if label_ids.ndim != 2:
+        raise MissingFileError(f"{path}: not a single-channel label image")
     if not cv2.imwrite(str(target), label_ids_to_train_ids(label_ids, lut, source=str(path))):
         raise WriteError(f"{target}: could not be written")
     return True

@@ -14,7 +14,8 @@ from .labels import ClassSet, label_values
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
-def _imread(path: str | Path, flags: int) -> np.ndarray:
+def imread(path: str | Path, flags: int) -> np.ndarray:
+    """``cv2.imread``; :class:`MissingFileError` naming the file when it is absent or cannot be decoded."""
     try:
         image = cv2.imread(str(path), flags)
     except cv2.error:  # a header cv2 refuses by raising (e.g. a size beyond its limits) rather than None
@@ -27,7 +28,7 @@ def _imread(path: str | Path, flags: int) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file as an H×W×3 uint8 RGB array."""
-    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: str | Path, classes: ClassSet) -> np.ndarray:
@@ -38,7 +39,7 @@ def read_label(path: str | Path, classes: ClassSet) -> np.ndarray:
             (a float TIFF), or holds a value outside ``0..num_classes-1`` (negative ones included)
             other than ``classes.ignore_index``.
     """
-    label = _imread(path, cv2.IMREAD_UNCHANGED)
+    label = imread(path, cv2.IMREAD_UNCHANGED)
     if label.ndim == 3 and (label == label[..., :1]).all():
         label = np.ascontiguousarray(label[..., 0])  # a grey map saved with several equal channels
     if label.ndim != 2:

@@ -74,9 +74,13 @@ def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
                 raise ConfigError(f"config key {key!r} in {where} expects a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key!r} in {where} expects a number, got {value!r}")
+        try:
+            as_float = float(value)
+        except OverflowError:
+            raise ConfigError(f"config key {key!r} in {where}: {value} is out of range") from None
         if isinstance(default, float):
-            return float(value)
-        return int(value) if float(value).is_integer() else float(value)
+            return as_float
+        return int(value) if as_float.is_integer() else as_float
     if isinstance(default, list) and isinstance(value, list):
         return [_coerce_item(v) for v in value]
     return value
@@ -100,7 +104,7 @@ def merge(base: dict, update: Mapping, where: str, prefix: str = "") -> dict:
         current = base[key]
         if isinstance(current, dict) and current and isinstance(value, Mapping):
             merge(current, value, where, path + ".")
-        elif isinstance(current, dict) and current and value is not None:
+        elif isinstance(current, dict) and current:
             raise ConfigError(f"config key {path!r} in {where} is a section; set its keys "
                               f"({', '.join(sorted(current))}) instead of {value!r}")
         else:
@@ -118,7 +122,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, TypeError) as err:  # PyYAML's constructors raise ValueError too ('2001-02-30')
         raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
     return key, value
 
@@ -151,7 +155,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
     try:
         with open(path) as handle:
             data = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, TypeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', None) or err})") from None

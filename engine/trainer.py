@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from dataset import sample_counts
 from model.checkpoint import load_file
-from model.errors import CheckpointError, UserError
+from model.errors import CheckpointError, UserError, WriteError
 
 from . import distributed as ddp
 from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -219,7 +219,10 @@ class Trainer:
     def _setup_run_dir(self) -> None:
         if not self.dist.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"out_dir {self.run_dir}: cannot create the run folder ({err.strerror or err})") from err
         stale = clean_stale_temporaries(self.run_dir)
         save_config(self.cfg, self.run_dir / "config.yaml")
         atomic_write_json(collect_env(), self.run_dir / "env.json")

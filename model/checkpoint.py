@@ -198,19 +198,23 @@ def load_checkpoint(net: nn.Module, source: str | os.PathLike | Mapping, strict:
 
 
 def _class_count_hint(state: Mapping[str, Tensor], own: Mapping[str, Tensor], num_classes: int | None) -> str:
-    """" (...: pass --num-classes N)" when the shapes differ only in the model's class count."""
+    """" (...: pass --num-classes N)" when the shapes differ only by the class count: every differing
+    size is the model's minus the same amount (sizes derived from the class count, such as CoNet's
+    input channels, move with it) and somewhere the model's size is its class count."""
     if not num_classes:
         return ""
-    found = set()
+    pairs = set()
     for key, value in own.items():
-        if key in state and state[key].shape != value.shape and state[key].dim() == value.dim():
-            differing = [(a, b) for a, b in zip(state[key].shape, value.shape) if a != b]
-            if len(differing) != 1 or differing[0][1] != num_classes:
+        if key in state and state[key].shape != value.shape:
+            if state[key].dim() != value.dim():
                 return ""
-            found.add(differing[0][0])
-    if len(found) != 1:
+            pairs.update((a, b) for a, b in zip(state[key].shape, value.shape) if a != b)
+    candidates = {a for a, b in pairs if b == num_classes}
+    if len(candidates) != 1:
         return ""
-    classes = found.pop()
+    classes = candidates.pop()
+    if any(b - a != num_classes - classes for a, b in pairs):
+        return ""
     return (f" (the checkpoint predicts {classes} classes and the model {num_classes}: pass --num-classes "
             f"{classes}, or data.num_classes={classes} in a config)")
 

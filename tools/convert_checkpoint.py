@@ -17,14 +17,14 @@ from model.checkpoint import clean_to_released, read_state_dict
 from model.errors import run_cli
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="checkpoint to read (any released or project layout)")
     parser.add_argument("target", help="file to write")
     parser.add_argument("--to", choices=("clean", "released"), default="clean")
     parser.add_argument("--layout", choices=("full", "csrnet", "flownet"), default="full",
                         help="released layout to write (with --to released)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     state = read_state_dict(args.source)
     if args.to == "released":
         state = clean_to_released(state, args.layout)

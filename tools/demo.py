@@ -19,7 +19,7 @@ from engine.demo import DEMO_STAGES, run_demo
 from model.errors import run_cli
 
 
-def main(argv=None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/demo", help="run folder (stages already trained there are reused)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")

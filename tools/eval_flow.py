@@ -96,7 +96,7 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + ("\n\n" + "\n\n".join(notes) if notes else "") + "\n"
 
 
-def main(argv=None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
