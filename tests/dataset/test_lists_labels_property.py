@@ -30,6 +30,9 @@ from dataset.labels import CAMVID, CITYSCAPES, CITYSCAPES_LABELS, label_ids_to_t
 from dataset.lists import ListEntry, read_list, write_list
 from tests.property_settings import property_settings
 
+#: hundreds of random cases per test: the full suite runs them, the fast subset does not
+pytestmark = pytest.mark.slow
+
 # ----------------------------------------------------------------------------------------- lists
 #: Pieces of list lines: paths, separators, other line breaks (\x0c, \x85, \u2028 are whitespace
 #: inside a line, not line ends), invalid UTF-8 and a BOM.

@@ -26,6 +26,9 @@ from hypothesis import strategies as st
 from engine.config import ConfigError, build_config, get_key, parse_override, set_key
 from tests.property_settings import property_settings
 
+#: hundreds of random cases per test: the full suite runs them, the fast subset does not
+pytestmark = pytest.mark.slow
+
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True)
 DOTTED = st.lists(NAMES, min_size=1, max_size=4).map(".".join)
 FINITE = st.floats(allow_nan=False, allow_infinity=False)

@@ -28,6 +28,9 @@ from hypothesis.extra.numpy import array_shapes
 from engine.metrics import ConfusionMatrix
 from tests.property_settings import property_settings
 
+#: hundreds of random cases per test: the full suite runs them, the fast subset does not
+pytestmark = pytest.mark.slow
+
 DTYPES = [torch.uint8, torch.int16, torch.int32, torch.int64]
 
 

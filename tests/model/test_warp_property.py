@@ -27,7 +27,9 @@ from model.warp import extension_available, warp
 from tests.model.test_warp import assert_bitwise_equal, grad_magnitudes
 from tests.property_settings import property_settings
 
-pytestmark = pytest.mark.skipif(not extension_available(), reason="model._C is not built: nothing to compare")
+#: hundreds of random cases per test: the full suite runs them, the fast subset does not
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not extension_available(), reason="model._C is not built: nothing to compare")]
 
 LAYOUTS = ["contiguous", "transposed", "sliced", "channels_last", "expanded"]
 
