@@ -7,6 +7,7 @@ from .davss import DAVSS
 from .evss import EVSS
 from .flownet import FlowNetS
 from .recurrent import ConvGRUCell, ConvLSTMCell, RecurrentCSRNet, RecurrentStream
+from .schedule import Adaptive, Budget, Fixed, KeyframeSchedule, parse_schedule
 from .stream import Stream, StreamingNet, StreamState
 from .warp import warp, warp_backend
 
@@ -35,7 +36,8 @@ def build_recurrent(num_classes: int = 19, cell: str = "convlstm", csrnet: str |
     return net
 
 
-__all__ = ["EVSS", "Stream", "StreamingNet", "StreamState", "CSRNet", "FlowNetS", "CoNet", "build_evss", "load_checkpoint",
+__all__ = ["EVSS", "Stream", "StreamingNet", "StreamState", "KeyframeSchedule", "Fixed", "Adaptive", "Budget",
+           "parse_schedule", "CSRNet", "FlowNetS", "CoNet", "build_evss", "load_checkpoint",
            "released_to_clean", "clean_to_released", "CheckpointError", "warp", "warp_backend",
            "DAVSS", "build_davss",
            "RecurrentCSRNet", "RecurrentStream", "ConvLSTMCell", "ConvGRUCell", "build_recurrent"]

@@ -181,6 +181,10 @@ class DAVSS(StreamingNet):
         return {"warped": warped_q, "warped_image": warped_image_q, "current_image": current_image_q, "dm": dm_q,
                 "cfnet": cfnet_q, "dm_up": merged.dm_up, "logits": merged.logits}
 
+    def distortion_q(self, out: dict, wf: float | None = None) -> Tensor:
+        """The DMNet map (B×1×h×w); ``wf`` is accepted for the EVSS interface and unused."""
+        return out["dm"]
+
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
     def segment_clip(self, frames: Sequence[Tensor]) -> dict:

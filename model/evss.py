@@ -71,6 +71,12 @@ class EVSSCorrection(StreamingNet):
         """The keyframe's prediction through the fused upsample-argmax operator."""
         return {"pred": upsample_argmax(logits_q, size)}
 
+    def distortion_q(self, out: dict, wf: float | None = None) -> Tensor:
+        """The fine distortion map on the 1/4 grid, ``(1 − wf)·softmax(edge)[edge] + wf·dm_coarse``
+        (what ``dm_fine`` is at full resolution, before the ×4 upsampling)."""
+        wf = self.wf if wf is None else wf
+        return (1 - wf) * torch.softmax(out["edge"].float(), 1)[:, 1:2] + wf * out["dm_coarse"].float()
+
 
 class EVSS(EVSSCorrection):
     """The EVSS network.

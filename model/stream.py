@@ -12,6 +12,11 @@ Corrections never propagate (as in the original code): the raw warped state is c
 step, so ``step`` at frame t returns what ``segment_clip(frames[key..t])`` returns for it, and the
 memory is independent of the length of the video.
 
+Which frames are keyframes is the caller's choice (``step(frame, keyframe=True)``) or a
+:class:`model.schedule.KeyframeSchedule`'s (``net.stream(schedule=...)``): a fixed interval, or a
+decision from the distortion map the method predicts for the propagated frame
+(:meth:`StreamingNet.distortion_q`).
+
 Conventions: frames are B×3×H×W RGB floats in [0, 1]; ``*_q`` tensors live on the 1/4 grid
 (h = ceil(H/4)); flows are (dx, dy) in 1/4-grid pixels, "where each current pixel is found in the
 previous frame"; full-resolution logits are B×C×4h×4w and ``pred`` is cropped to H×W (int64).
@@ -25,6 +30,7 @@ from torch import Tensor, nn
 
 from .blocks import upsample4
 from .fusion import class_index, crop
+from .schedule import KeyframeSchedule, distortion_signal
 from .warp import warp
 
 __all__ = ["StreamingNet", "Stream", "StreamState"]
@@ -88,9 +94,18 @@ class StreamingNet(nn.Module):
         """The frame in the layout and precision the networks run in (default: as it is)."""
         return frame
 
-    def stream(self, wf: float | None = None, pred_only: bool = False) -> "Stream":
-        """A streaming segmenter: ``step(frame, keyframe=...)`` one frame at a time (see :class:`Stream`)."""
-        return Stream(self, wf, pred_only)
+    def distortion_q(self, out: dict, wf: float | None = None) -> Tensor:
+        """The distortion map the method predicts for a rectified frame, B×1×h×w in [0, 1] on the 1/4
+        grid, from the outputs of :meth:`rectify` or :meth:`rectify_pred` (adaptive keyframe
+        schedules read it). A method without one raises NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} predicts no distortion map: adaptive keyframe "
+                                  "schedules need one")
+
+    def stream(self, wf: float | None = None, pred_only: bool = False,
+               schedule: KeyframeSchedule | None = None) -> "Stream":
+        """A streaming segmenter: ``step(frame)`` one frame at a time, keyframes chosen by the caller
+        or by ``schedule`` (see :class:`Stream`)."""
+        return Stream(self, wf, pred_only, schedule)
 
 
 class StreamState(NamedTuple):
@@ -110,17 +125,24 @@ class Stream:
             by methods without one).
         pred_only: return ``pred`` and the 1/4-grid products but no full-resolution ``logits``
             (the net may compute the prediction without them; same prediction up to float rounding).
+        schedule: decides the keyframes of ``step(frame)`` calls that do not say (None: only the
+            first frame and those the caller marks).
     """
 
-    def __init__(self, net: StreamingNet, wf: float | None = None, pred_only: bool = False):
+    def __init__(self, net: StreamingNet, wf: float | None = None, pred_only: bool = False,
+                 schedule: KeyframeSchedule | None = None):
         self.net = net
         self.wf = getattr(net, "wf", None) if wf is None else float(wf)
         self.pred_only = bool(pred_only)
+        self.schedule = schedule
         self.reset()
 
     def reset(self) -> None:
-        """Forget the carried state: the next step is a keyframe."""
+        """Forget the carried state (the next step is a keyframe) and restart the schedule."""
         self._state = StreamState(None, None, None)
+        self.since_keyframe = 0
+        if self.schedule is not None:
+            self.schedule.reset()
 
     @property
     def state(self) -> StreamState:
@@ -157,33 +179,61 @@ class Stream:
         return flow_q
 
     @torch.no_grad()
-    def step(self, frame: Tensor, keyframe: bool = False) -> dict:
-        """Segment ``frame`` (B×3×H×W); a keyframe when asked or when no keyframe was seen yet.
+    def step(self, frame: Tensor, keyframe: bool | None = None) -> dict:
+        """Segment ``frame`` (B×3×H×W). A keyframe when ``keyframe`` is True, when no keyframe was
+        seen yet, or, with ``keyframe`` None, when the schedule says so.
 
         Returns ``pred`` (B×H×W int64), ``keyframe`` (bool), ``logits`` (B×C×4h×4w) unless
         ``pred_only``, and the stage outputs: ``key_logits`` (and what the method adds) for a
-        keyframe; ``flow``, ``warped`` and those of the net's ``rectify`` otherwise.
+        keyframe; ``flow``, ``warped`` and those of the net's ``rectify`` otherwise. With a schedule
+        that reads the distortion map, ``distortion`` is the statistic it read (frames it propagated,
+        including those it then made keyframes: ``propagated`` True).
         """
+        schedule = self.schedule if keyframe is None else None
+        since = self.since_keyframe + 1
+        if keyframe or self._state.carried is None or (schedule is not None and schedule.due(since)):
+            out = self._keyframe_step(frame)
+        else:
+            out = self._propagate_step(frame)
+            if schedule is not None and schedule.signal is not None:
+                score = distortion_signal(self.net.distortion_q(out, self.wf), schedule.signal)
+                if schedule.decide(score, since):
+                    out = dict(self._keyframe_step(frame), propagated=True)
+                out["distortion"] = score
+        self.since_keyframe = 0 if out["keyframe"] else since
+        if self.schedule is not None:
+            self.schedule.update(out["keyframe"])
+        return out
+
+    def _keyframe_step(self, frame: Tensor) -> dict:
         size = (int(frame.shape[-2]), int(frame.shape[-1]))
         net = self.net
         frame = net.prepare(frame)
-        if keyframe or self._state.carried is None:
-            logits_q = net.keyframe(frame)
-            carried = net.carry(frame, logits_q)
-            self._state = StreamState(frame, carried, net.keyframe_classes(logits_q))
-            out = {"key_logits": logits_q, "keyframe": True}
-            out.update(net.keyframe_pred(logits_q, size) if self.pred_only
-                       else net.keyframe_outputs(frame, logits_q, carried))
+        logits_q = net.keyframe(frame)
+        carried = net.carry(frame, logits_q)
+        self._state = StreamState(frame, carried, net.keyframe_classes(logits_q))
+        out = {"key_logits": logits_q, "keyframe": True}
+        out.update(net.keyframe_pred(logits_q, size) if self.pred_only
+                   else net.keyframe_outputs(frame, logits_q, carried))
+        return self._with_pred(out, size)
+
+    def _propagate_step(self, frame: Tensor) -> dict:
+        size = (int(frame.shape[-2]), int(frame.shape[-1]))
+        net = self.net
+        frame = net.prepare(frame)
+        flow_q = self._warp_to(frame)
+        carried, key_classes = self._state.carried, self._state.key_classes
+        if self.pred_only:
+            out = net.rectify_pred(frame, carried, key_classes, self.wf, size)
         else:
-            flow_q = self._warp_to(frame)
-            carried, key_classes = self._state.carried, self._state.key_classes
-            if self.pred_only:
-                out = net.rectify_pred(frame, carried, key_classes, self.wf, size)
-            else:
-                out = net.rectify(frame, carried, key_classes, self.wf)
-            out.setdefault("warped", net.carried_logits(carried))
-            out.update(flow=flow_q, keyframe=False)
-            self._state = self._state._replace(previous=frame)
+            out = net.rectify(frame, carried, key_classes, self.wf)
+        out.setdefault("warped", net.carried_logits(carried))
+        out.update(flow=flow_q, keyframe=False)
+        self._state = self._state._replace(previous=frame)
+        return self._with_pred(out, size)
+
+    @staticmethod
+    def _with_pred(out: dict, size: tuple[int, int]) -> dict:
         if "pred" not in out:
             out["pred"] = crop(out["logits"], size).argmax(1)
         return out
