@@ -1,12 +1,17 @@
 """Segment a video (file or folder of frames) with EVSS and write the segmentation blended over it.
 
     python -m tools.infer_video INPUT --checkpoint FILE --out out.mp4 [--keyframe-interval 5]
-        [--show-distortion] [--png-dir DIR] [--max-size 1024] [--num-classes 19] [--device cuda]
+        [--schedule fixed|adaptive|budget] [--threshold T] [--budget F] [--show-distortion]
+        [--png-dir DIR] [--max-size 1024] [--num-classes 19] [--device cuda]
 
 INPUT is a video file OpenCV can read (.mp4, .avi, ...) or a folder of images (sorted by name,
 numbers compared as numbers). No labels are needed. Frames are streamed one at a time through
-``net.stream()`` (a keyframe every k frames, the frames between propagated and corrected), so
-memory does not grow with the video's length. The output video (mp4v) shows the colourised
+``net.stream()`` (the frames between keyframes propagated and corrected), so memory does not grow
+with the video's length. Keyframes come every k frames (``--schedule fixed``), when the predicted
+distortion of the propagated frame passes ``--threshold`` (``--schedule adaptive``, at most every
+``--max-interval`` frames), or at a target fraction spent where the distortion is highest
+(``--schedule budget --budget F``); model/schedule.py. Each output frame says whether it is a
+keyframe (red frame, "KEY") and the distortion statistic the schedule read. The output video (mp4v) shows the colourised
 segmentation blended over each frame, and with --show-distortion the fine distortion map beside
 it (keyframes: black). --png-dir also writes each output frame as PNG (and --label-dir the raw
 class maps). The frames per second of the run are printed at the end. Every frame must have the
@@ -33,8 +38,9 @@ from dataset.labels import CAMVID, CITYSCAPES, colorize
 from dataset.video_reader import VideoFrames, target_size
 from engine.config import ConfigError
 from engine.malloc import retain_freed_memory
-from engine.visualize import distortion_image, overlay
-from model import build_evss, load_checkpoint
+from engine.visualize import distortion_image, mark_keyframe, overlay
+from model import Adaptive, Budget, Fixed, KeyframeSchedule, build_evss, load_checkpoint
+from model.schedule import SIGNALS
 from model.errors import WriteError, run_cli
 
 
@@ -46,7 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="EVSS checkpoint (released or project); random weights if absent")
     p.add_argument("--num-classes", type=int, default=19, help="19 (Cityscapes) or 11 (CamVid)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--keyframe-interval", "-k", type=int, default=5, help="a keyframe every k frames")
+    p.add_argument("--keyframe-interval", "-k", type=int, default=5, help="a keyframe every k frames (fixed)")
+    p.add_argument("--schedule", choices=("fixed", "adaptive", "budget"), default="fixed",
+                   help="how keyframes are chosen (model/schedule.py)")
+    p.add_argument("--threshold", type=float, default=0.3,
+                   help="adaptive: a keyframe when the distortion statistic passes this")
+    p.add_argument("--budget", type=float, default=0.2, help="budget: the target keyframe fraction")
+    p.add_argument("--signal", choices=sorted(SIGNALS), default="mean",
+                   help="adaptive/budget: the statistic of the predicted distortion map")
+    p.add_argument("--max-interval", type=int, default=30, help="adaptive: a keyframe at least this often")
+    p.add_argument("--min-interval", type=int, default=1, help="adaptive: keyframes at least this far apart")
     p.add_argument("--wf", type=float, default=None, help="coarse distortion-map weight (default: the model's)")
     p.add_argument("--max-size", type=int, default=None, help="resize so the longer side is at most this")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize every frame to H×W")
@@ -63,12 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_schedule(args: argparse.Namespace) -> KeyframeSchedule:
+    """The keyframe schedule of the command line."""
+    try:
+        if args.schedule == "adaptive":
+            return Adaptive(args.threshold, args.max_interval, args.min_interval, args.signal)
+        if args.schedule == "budget":
+            return Budget(args.budget, args.signal)
+        return Fixed(args.keyframe_interval)
+    except ValueError as err:
+        raise ConfigError(f"--schedule {args.schedule}: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.keyframe_interval < 1:
-        raise ConfigError("--keyframe-interval must be >= 1")
+    schedule = build_schedule(args)
     classes = {19: CITYSCAPES, 11: CAMVID}.get(args.num_classes)
     if classes is None:
         raise ConfigError("--num-classes must be 19 (Cityscapes colours) or 11 (CamVid colours)")
@@ -98,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_progress:
         bar = tqdm(total=total, desc="infer", unit="frame", dynamic_ncols=True)
 
-    stream = net.stream(args.wf)
+    stream = net.stream(args.wf, schedule=schedule)
     writer = None
     size = None
     frames = keyframes = 0
@@ -113,15 +139,16 @@ def main(argv: list[str] | None = None) -> dict:
                 bgr = cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             tensor = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-            is_key = frames % args.keyframe_interval == 0
             t0 = time.perf_counter()
-            out = stream.step(tensor, keyframe=is_key)
+            out = stream.step(tensor)
+            is_key = bool(out["keyframe"])
             pred = out["pred"][0].to("cpu")
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_seconds += time.perf_counter() - t0
             pred_np = pred.numpy()
-            picture = overlay(rgb, colorize(pred_np, classes), args.alpha)
+            picture = mark_keyframe(overlay(rgb, colorize(pred_np, classes), args.alpha), is_key,
+                                    out.get("distortion"))
             if args.show_distortion:
                 picture = np.concatenate([picture, distortion_image(out.get("dm_fine"), *size)], axis=1)
             picture_bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
@@ -147,11 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.perf_counter() - start
     if frames == 0:
         raise DatasetError(f"{args.input}: no frames read")
-    report = {"frames": frames, "keyframes": keyframes, "size": list(size), "seconds": seconds,
+    report = {"frames": frames, "keyframes": keyframes, "keyframe_fraction": keyframes / frames,
+              "schedule": schedule.describe(), "size": list(size), "seconds": seconds,
               "fps": frames / seconds, "model_fps": frames / model_seconds if model_seconds else None,
               "output": str(out_path), "resized_frames": source.resized}
     resized = f", {source.resized} of another size resized to the first's" if args.resize_mismatched else ""
-    print(f"[infer] {frames} frames ({keyframes} keyframes, k={args.keyframe_interval}{resized}) at "
+    print(f"[infer] {frames} frames ({keyframes} keyframes, {schedule.describe()}{resized}) at "
           f"{size[0]}×{size[1]} on {device}: {report['fps']:.2f} fps overall, {report['model_fps']:.2f} fps model "
           f"only -> {out_path}")
     return report

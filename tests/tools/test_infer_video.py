@@ -66,3 +66,39 @@ def test_frame_of_another_size_stops_unless_resize_mismatched(tmp_path, capsys):
     assert "1 of another size resized to the first's" in captured.out
     with pytest.warns(UserWarning, match="random weights"):
         assert infer_video.main(args + ["--max-frames", "2"])["resized_frames"] == 0  # frame 2 is never read
+
+
+def _frames(folder, n=7, size=(32, 48)):
+    folder.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((*size, 3), 30 * i % 255, np.uint8))
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    (["--schedule", "fixed", "-k", "3"], [0, 3, 6]),
+    (["--schedule", "adaptive", "--threshold", "2", "--max-interval", "3"], [0, 3, 6]),   # never passed: max
+    (["--schedule", "adaptive", "--threshold", "-1", "--max-interval", "9"], list(range(7))),  # always passed
+])
+def test_schedules_decide_and_draw_the_keyframes(tmp_path, schedule, expected):
+    _frames(tmp_path / "frames")
+    torch.manual_seed(0)
+    png = tmp_path / "png"
+    with pytest.warns(UserWarning, match="random weights"):
+        rep = infer_video.main([str(tmp_path / "frames"), "--out", str(tmp_path / "seg.mp4"), "--device", "cpu",
+                                "--no-progress", "--threads", "1", "--png-dir", str(png), *schedule])
+    assert rep["frames"] == 7 and rep["keyframes"] == len(expected)
+    assert rep["keyframe_fraction"] == pytest.approx(len(expected) / 7)
+    red_border = [t for t, path in enumerate(sorted(png.glob("*.png")))
+                  if tuple(cv2.imread(str(path))[0, 0]) == (30, 30, 230)]  # BGR of the keyframe colour
+    assert red_border == expected
+
+
+def test_bad_schedule_values_are_config_errors(tmp_path):
+    from engine.config import ConfigError
+
+    _frames(tmp_path / "frames", n=2)
+    for bad, message in [(["--schedule", "budget", "--budget", "0"], "fraction must be in"),
+                         (["--schedule", "fixed", "-k", "0"], "k must be an integer >= 1"),
+                         (["--schedule", "adaptive", "--min-interval", "5", "--max-interval", "2"], "min_interval")]:
+        with pytest.raises(ConfigError, match=message):
+            infer_video.main([str(tmp_path / "frames"), "--out", str(tmp_path / "o.mp4"), "--no-progress", *bad])
