@@ -272,8 +272,8 @@ def drop_missing(problems: Sequence[Dropped], allow_missing: bool, where: str) -
     count = len(problems)
     if not allow_missing:
         more = f" ({count - 1} more samples of {where} lack a file)" if count > 1 else ""
-        raise MissingFileError(f"{problems[0].detail}{more}; allow_missing=True (--allow-missing) leaves "
-                               f"such samples out")
+        raise MissingFileError(f"{problems[0].detail}{more}; --allow-missing (data.allow_missing=true in "
+                               f"training) leaves such samples out")
     names = ", ".join(item.id for item in problems[:5]) + (", ..." if count > 5 else "")
     warnings.warn(f"{where}: left out {count} labelled frame(s) whose frame or label is missing "
                   f"(allow_missing): {names}", stacklevel=2)
