@@ -104,8 +104,8 @@ def test_error_counts_the_other_missing_samples(tmp_path):
     make_two_snippets(tmp_path)
     for seq in (0, 1):
         (tmp_path / SEQ / f"aachen_{seq:06d}_000019_leftImg8bit.png").unlink()
-    with pytest.raises(MissingFileError, match=r"\(1 more samples of .* lack a file\); allow_missing=True "
-                                               r"\(--allow-missing\) leaves such samples out"):
+    with pytest.raises(MissingFileError, match=r"\(1 more samples of .* lack a file\); --allow-missing "
+                                               r"\(data.allow_missing=true in training\) leaves such samples out"):
         build_dataset("cityscapes", tmp_path, "val", "eval")
 
 
