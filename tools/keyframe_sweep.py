@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
     tables = build_tables(net, clips, args.horizon, args.device, estimator, args.wf, not args.no_progress)
     results = run_sweep(tables, ks, budgets, args.signal)
     env = collect_env()
+    flow = {"source": estimator.name, "description": estimator.description,
+            "tc": "mIoU of P_t and P_t+1 warped back onto frame t along the flow t→t+1 (nearest neighbour), "
+                  "out-of-frame pixels excluded, no occlusion mask"}
     results.update(
         settings={"method": args.method, "dataset": args.dataset, "data_root": args.data_root, "split": args.split,
                   "checkpoint": args.checkpoint, "random_weights": args.random_weights, "horizon": args.horizon,
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "adaptive": {"max_interval": args.horizon, "min_interval": 1}},
         data=clips.description, clips=len(tables), clip_ids=[t.clip_id for t in tables],
         frames=sum(t.num_frames for t in tables), labelled_frames=int(sum(t.labelled.sum() for t in tables)),
-        image_size=list(tables[0].size), flow={"source": estimator.name, "description": estimator.description},
+        image_size=list(tables[0].size), flow=flow,
         env=env, git_revision=env["git_revision"], date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command="python -m tools.keyframe_sweep " + shlex.join(argv))
     plot = args.plot or args.json.with_suffix(".png")
