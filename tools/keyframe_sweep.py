@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wf", type=float, help="EVSS coarse distortion-map weight (default: the model's)")
     p.add_argument("--json", required=True, type=Path, help="output JSON")
     p.add_argument("--plot", type=Path, help="output PNG (default: the JSON's name with .png)")
-    p.add_argument("--horizon", type=int, default=40,
-                   help="longest propagation run from a keyframe, in frames (%(default)s)")
+    p.add_argument("--horizon", type=int, default=48,
+                   help="longest propagation run from a keyframe, in frames; the budget 1/10 can wait "
+                        "2·slack/0.1 = 40 frames (%(default)s)")
     p.add_argument("--signal", choices=tuple(SIGNALS), default="mean",
                    help="distortion statistic of adaptive/budget (%(default)s)")
     p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)),
