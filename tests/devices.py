@@ -1,5 +1,5 @@
 """The device parametrisation of the tests that run the same logic on the CPU and on CUDA
-(tests/*/test_device_*.py), and the numeric helpers they share.
+(tests/*/test_device_*.py), and the helpers they and the multi-process tests share.
 
 ``DEVICES`` gives such a test a ``cpu`` leg, which runs everywhere (so CI runs it every time), and a
 ``cuda`` leg carrying the ``cuda`` marker: tests/conftest.py skips it, with a reason, where no CUDA
@@ -8,6 +8,7 @@ device is present, and ``pytest -m cuda`` selects the CUDA tier.  A test with no
 """
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -37,3 +38,10 @@ def full_fp32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a rendezvous or process-group store)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
