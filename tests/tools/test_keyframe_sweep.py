@@ -114,7 +114,7 @@ def test_camvid_segnet_layout_with_a_checkpoint(tmp_path, one_thread_tools):
     (["--dataset", "camvid", "--data-root", "d", "--random-weights"], "--random-weights is for synthetic"),
     (["--dataset", "synthetic", "--random-weights", "--checkpoint", "x.pth"], "either --checkpoint or"),
     (["--dataset", "synthetic", "--random-weights", "--horizon", "1"], "--horizon must be >= 2"),
-    (["--dataset", "synthetic", "--random-weights", "--ks", "5,50"], "--ks: every value must lie in [1, 40]"),
+    (["--dataset", "synthetic", "--random-weights", "--ks", "5,50"], "--ks: every value must lie in [1, 48]"),
     (["--dataset", "synthetic", "--random-weights", "--ks", "2.5"], "--ks: expected comma-separated integers"),
     (["--dataset", "synthetic", "--random-weights", "--budgets", "0,0.5"], "--budgets: every value must lie in (0, 1]"),
     (["--dataset", "synthetic", "--random-weights", "--split", "nope"], "--dataset synthetic: split must be"),
