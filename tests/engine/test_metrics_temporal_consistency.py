@@ -6,17 +6,7 @@ import torch
 from engine.flow_estimators import FlowEstimator
 from engine.metrics import TemporalConsistency, fb_consistency_mask
 from model.warp import warp as WARP  # noqa: N812
-
-
-def t(rows):
-    return torch.tensor(rows, dtype=torch.int64)
-
-
-def const_flow(n, h, w, dx, dy=0.0):
-    f = torch.zeros(n, 2, h, w)
-    f[:, 0] = dx
-    f[:, 1] = dy
-    return f
+from tests.label_maps import const_flow, t
 
 
 def test_tc_shift_by_flow_is_one():

@@ -1,18 +1,7 @@
 """Nearest-neighbour warping of class maps (model/label_warp.py), hand-computed."""
-import torch
 
 from model.label_warp import flow_target_in_frame, warp_labels
-
-
-def t(rows):
-    return torch.tensor(rows, dtype=torch.int64)
-
-
-def const_flow(n, h, w, dx, dy=0.0):
-    f = torch.zeros(n, 2, h, w)
-    f[:, 0] = dx
-    f[:, 1] = dy
-    return f
+from tests.label_maps import const_flow, t
 
 
 def test_warp_labels_rounding_and_out_of_frame():
